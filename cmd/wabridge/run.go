@@ -11,7 +11,11 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/wabridge/wabridge/bridge"
 	"github.com/wabridge/wabridge/config"
+	wsip "github.com/wabridge/wabridge/sip"
 )
 
 // cmdRun loads the config, sets up logging and runs the bridge until SIGINT or SIGTERM.
@@ -53,10 +57,17 @@ func (c *cli) cmdRun(ctx context.Context, fs *flag.FlagSet, args []string) int {
 
 // serve runs the bridge until ctx is cancelled.
 func serve(ctx context.Context, cfg *config.Config, log *logrus.Logger) error {
-	// TODO(bridge): start bridge.Server
-	log.Warn("the bridge is not implemented yet; waiting for SIGINT or SIGTERM")
-	<-ctx.Done()
-	return nil
+	// sipgo logs through slog; route it into our logger so there is one log stream.
+	sipmsg.SetDefaultLogger(wsip.NewSlogLogger(logrus.NewEntry(log).WithField("component", "sipgo")))
+	if cfg.Log.SIPTrace {
+		// Every SIP message on both legs, credentials redacted. Phone numbers are in there, so off by default.
+		sipmsg.SIPDebugTracer(wsip.NewSIPTracer(logrus.NewEntry(log).WithField("component", "sip-trace")))
+	}
+	srv, err := bridge.NewServer(cfg, logrus.NewEntry(log))
+	if err != nil {
+		return fmt.Errorf("starting the bridge: %w", err)
+	}
+	return srv.Serve(ctx)
 }
 
 // newLogger builds the logger described by the log section, writing to out.
