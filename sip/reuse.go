@@ -59,8 +59,9 @@ type ConnectionPinner struct {
 	tpl *sipmsg.TransportLayer
 	txl *sipmsg.TransactionLayer
 
-	mu   sync.Mutex
-	pins map[string]pinnedConn // by Call-ID
+	mu    sync.Mutex
+	pins  map[string]pinnedConn // by Call-ID
+	nexts map[string]string     // by Call-ID: where the dialog's INVITE went (see Follow)
 }
 
 type pinnedConn struct {
@@ -73,9 +74,10 @@ var _ sipgo.ClientTransactionRequester = (*ConnectionPinner)(nil)
 // NewConnectionPinner creates a pinner that uses ua's transport and transaction layers.
 func NewConnectionPinner(ua *sipgo.UserAgent) *ConnectionPinner {
 	return &ConnectionPinner{
-		tpl:  ua.TransportLayer(),
-		txl:  ua.TransactionLayer(),
-		pins: make(map[string]pinnedConn),
+		tpl:   ua.TransportLayer(),
+		txl:   ua.TransactionLayer(),
+		pins:  make(map[string]pinnedConn),
+		nexts: make(map[string]string),
 	}
 }
 
@@ -93,11 +95,24 @@ func (p *ConnectionPinner) Pin(m sipmsg.Message) bool {
 	return true
 }
 
+// Follow records where a dialog's INVITE was sent (host:port), for requests of that dialog
+// that carry no Route and have no pinned connection yet. The case that needs it is CANCEL: it
+// must go where the INVITE went (RFC 3261 §9.1), but sipgo builds it from the Request-URI
+// (sip:+user@wa.meta.vc, so a DNS lookup of Meta's domain instead of the configured edge
+// address) whenever the last provisional response seen was a 100 without Record-Route —
+// sipgo handles responses in parallel goroutines, so that happens at random.
+func (p *ConnectionPinner) Follow(callID, dest string) {
+	p.mu.Lock()
+	p.nexts[callID] = dest
+	p.mu.Unlock()
+}
+
 // Unpin forgets the dialog with callID. Call it when the dialog ends, so the map stays
 // bounded by the number of live calls.
 func (p *ConnectionPinner) Unpin(callID string) {
 	p.mu.Lock()
 	delete(p.pins, callID)
+	delete(p.nexts, callID)
 	p.mu.Unlock()
 }
 
@@ -141,10 +156,13 @@ func (p *ConnectionPinner) Request(ctx context.Context, req *sipmsg.Request) (si
 	if req.CallID() != nil {
 		p.mu.Lock()
 		pc, ok := p.pins[req.CallID().Value()]
+		next, follow := p.nexts[req.CallID().Value()]
 		p.mu.Unlock()
 		if ok && sipmsg.NetworkToLower(req.Transport()) == pc.network && p.alive(pc) {
 			req.SetDestination(pc.addr)
 			pinned = true
+		} else if follow && req.Route() == nil {
+			req.SetDestination(next)
 		}
 	}
 
