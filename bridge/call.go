@@ -1,0 +1,297 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/sirupsen/logrus"
+
+	"github.com/wabridge/wabridge/config"
+	"github.com/wabridge/wabridge/media"
+)
+
+// Direction says who placed the call.
+type Direction string
+
+const (
+	UserInitiated     Direction = "user-initiated"     // WhatsApp user → business (Meta INVITEs us)
+	BusinessInitiated Direction = "business-initiated" // PBX → WhatsApp user (we INVITE Meta)
+)
+
+// callState is one call's life. Transitions only move forward and each is logged once.
+type callState int
+
+const (
+	stateOffered  callState = iota // INVITE received, other leg not yet answering
+	stateEarly                     // other leg sent a provisional response
+	stateAnswered                  // both legs answered, media flowing
+	stateEnding                    // hanging up
+	stateEnded
+)
+
+func (s callState) String() string {
+	return [...]string{"offered", "early", "answered", "ending", "ended"}[s]
+}
+
+// Call joins one WhatsApp leg and one PBX leg. The INVITE handler goroutine drives setup; after
+// that, BYE handlers and the relay's inactivity timer may end it. Every state change happens under
+// mu, and every blocking SIP operation happens outside it.
+type Call struct {
+	srv    *Server
+	dir    Direction
+	number *config.Number
+	log    *logrus.Entry
+
+	ctx    context.Context // ends when the call ends; cancels pending INVITEs toward the other leg
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	state     callState
+	started   time.Time
+	answered  time.Time
+	endReason string
+
+	// Exactly one of each pair is set, depending on the direction.
+	waIn   *sipgo.DialogServerSession
+	waOut  *sipgo.DialogClientSession
+	pbxIn  *sipgo.DialogServerSession
+	pbxOut *sipgo.DialogClientSession
+
+	waEP, pbxEP *media.Endpoint
+	pbxPort     uint16 // our RTP port on the PBX leg
+	waCallID    string
+	relay       *media.Relay
+	pbxSDP      *media.Description // our current SDP on the PBX leg (answers PBX re-INVITEs)
+	waSDP       *media.Description // our SDP on the WhatsApp leg
+
+	waUp, pbxUp bool // the leg has an established dialog that still needs a BYE
+	done        chan struct{}
+}
+
+func newCall(s *Server, dir Direction, num *config.Number, log *logrus.Entry) *Call {
+	ctx, cancel := context.WithCancel(s.ctx)
+	return &Call{srv: s, dir: dir, number: num, log: log.WithField("direction", string(dir)),
+		ctx: ctx, cancel: cancel, started: time.Now(), done: make(chan struct{})}
+}
+
+// setState moves the call forward and logs the change once.
+func (c *Call) setState(to callState) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if to <= c.state {
+		return false
+	}
+	from := c.state
+	c.state = to
+	if to == stateAnswered {
+		c.answered = time.Now()
+	}
+	c.log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).Info("call state")
+	return true
+}
+
+func (c *Call) getState() callState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// openMedia binds both legs' ports up front: the SDP we send on each leg must name them.
+func (c *Call) openMedia() error {
+	var err error
+	if c.waEP, err = c.srv.ports.Open(c.ctx); err != nil {
+		return sipErr(503, "Service Unavailable", "no free RTP port", err)
+	}
+	if c.pbxEP, err = c.srv.ports.Open(c.ctx); err != nil {
+		return sipErr(503, "Service Unavailable", "no free RTP port", err)
+	}
+	c.pbxPort = c.pbxEP.RTP.LocalAddr().Port()
+	return nil
+}
+
+// startRelay joins the legs. Called when the WhatsApp leg is answered: the relay's first act is
+// the maiden packet toward WhatsApp, which Meta waits for (whatsapp-calling.md §0.6).
+func (c *Call) startRelay(codec audioCodec, waRemote *media.Description, keys *media.SRTPKeys, pbxRemote *media.Description) error {
+	fromWA, fromPBX := codec.ptMaps()
+	cfg := media.RelayConfig{
+		WhatsApp: media.LegConfig{Endpoint: c.waEP, Remote: waRemote.RTPAddr(), RemoteRTCP: waRemote.RTCPAddr(),
+			RTCPMux: waRemote.RTCPMux, Latch: true, SRTP: keys, PTMap: fromWA},
+		PBX: media.LegConfig{Endpoint: c.pbxEP, Remote: pbxRemote.RTPAddr(), RemoteRTCP: pbxRemote.RTCPAddr(),
+			RTCPMux: pbxRemote.RTCPMux, Latch: true, PTMap: fromPBX},
+		AudioPT:           codec.WAPT,
+		ClockRate:         codec.ClockRate,
+		SilencePayload:    codec.silence(),
+		InactivityTimeout: time.Duration(c.srv.cfg.Media.InactivityTimeout),
+		Log:               c.log,
+	}
+	r, err := media.NewRelay(cfg)
+	if err != nil {
+		return sipErr(500, "Server Internal Error", "media relay", err)
+	}
+	c.mu.Lock()
+	c.relay = r
+	c.waEP, c.pbxEP = nil, nil // the relay owns the endpoints now
+	c.mu.Unlock()
+	if err := r.Start(c.ctx); err != nil {
+		return sipErr(500, "Server Internal Error", "media relay start", err)
+	}
+	go func() {
+		select {
+		case <-r.Done():
+			if errors.Is(r.Err(), media.ErrInactive) {
+				c.hangup("media inactivity timeout")
+			}
+		case <-c.done:
+		}
+	}()
+	return nil
+}
+
+// readAck confirms the dialog an ACK belongs to.
+func (c *Call) readAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	c.mu.Lock()
+	waIn, pbxIn := c.waIn, c.pbxIn
+	c.mu.Unlock()
+	for _, d := range []*sipgo.DialogServerSession{waIn, pbxIn} {
+		if d != nil && d.InviteRequest.CallID().Value() == callIDOf(req) {
+			// A reordered ACK (go-libs §1.5.1) fails the CSeq check; the dialog is confirmed anyway.
+			_ = d.ReadAck(req, tx)
+		}
+	}
+}
+
+// readBye answers a BYE from either leg and ends the other.
+func (c *Call) readBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	id := callIDOf(req)
+	c.mu.Lock()
+	var err error
+	var leg string
+	switch {
+	case c.waIn != nil && c.waIn.InviteRequest.CallID().Value() == id:
+		leg, c.waUp = "whatsapp", false
+		err = c.waIn.ReadBye(req, tx)
+	case c.waOut != nil && c.waOut.InviteRequest.CallID().Value() == id:
+		leg, c.waUp = "whatsapp", false
+		err = c.waOut.ReadBye(req, tx)
+	case c.pbxIn != nil && c.pbxIn.InviteRequest.CallID().Value() == id:
+		leg, c.pbxUp = "pbx", false
+		err = c.pbxIn.ReadBye(req, tx)
+	case c.pbxOut != nil && c.pbxOut.InviteRequest.CallID().Value() == id:
+		leg, c.pbxUp = "pbx", false
+		err = c.pbxOut.ReadBye(req, tx)
+	default:
+		c.mu.Unlock()
+		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	c.mu.Unlock()
+	if err != nil {
+		// A BYE that fails dialog checks (e.g. old CSeq) still means the peer is gone.
+		c.log.WithError(err).WithField("leg", leg).Warn("BYE did not match dialog state; ending call anyway")
+		respond(tx, req, 200, "OK")
+	}
+	fields := logrus.Fields{"leg": leg}
+	if d := req.GetHeader("x-wa-meta-call-duration"); d != nil {
+		fields["wa_call_duration"] = d.Value()
+	}
+	c.log.WithFields(fields).Info("BYE received")
+	c.hangup(leg + " hung up")
+}
+
+// hangup ends the call: pending INVITEs are canceled, answered legs get BYE, media stops.
+// Safe to call from any goroutine, any number of times.
+func (c *Call) hangup(reason string) {
+	c.mu.Lock()
+	if c.state >= stateEnding {
+		c.mu.Unlock()
+		return
+	}
+	from := c.state
+	c.state = stateEnding
+	c.endReason = reason
+	waUp, pbxUp := c.waUp, c.pbxUp
+	c.waUp, c.pbxUp = false, false
+	c.mu.Unlock()
+	c.log.WithFields(logrus.Fields{"from": from.String(), "to": stateEnding.String(), "reason": reason}).Info("call state")
+
+	c.cancel() // cancels a pending INVITE on the other leg (sipgo sends CANCEL)
+	var wg sync.WaitGroup
+	if waUp {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.bye("whatsapp", c.waIn, c.waOut) }()
+	}
+	if pbxUp {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.bye("pbx", c.pbxIn, c.pbxOut) }()
+	}
+	wg.Wait()
+	c.finish()
+}
+
+// fail ends a call that never got answered on both legs.
+func (c *Call) fail(err error) {
+	se := asSIPError(err)
+	c.log.WithFields(logrus.Fields{"code": se.Code, "reason": se.Reason, "warning": se.Warning}).
+		WithError(se.Err).Info("call failed")
+	c.hangup(se.Error())
+}
+
+func (c *Call) bye(leg string, in *sipgo.DialogServerSession, out *sipgo.DialogClientSession) {
+	ctx, cancel := context.WithTimeout(context.Background(), byeTimeout)
+	defer cancel()
+	var err error
+	if in != nil {
+		err = in.Bye(ctx)
+	} else if out != nil {
+		err = out.Bye(ctx)
+	}
+	if err != nil {
+		c.log.WithError(err).WithField("leg", leg).Warn("BYE failed")
+	}
+}
+
+// finish releases everything the call holds. Runs once, from hangup.
+func (c *Call) finish() {
+	c.mu.Lock()
+	relay, waEP, pbxEP := c.relay, c.waEP, c.pbxEP
+	c.state = stateEnded
+	c.mu.Unlock()
+	fields := logrus.Fields{"reason": c.endReason, "duration": time.Since(c.started).Round(time.Millisecond).String()}
+	if relay != nil {
+		_ = relay.Close()
+		st := relay.Stats()
+		fields["wa_pkts_in"], fields["wa_pkts_out"] = st.WhatsApp.PacketsIn, st.WhatsApp.PacketsOut
+		fields["pbx_pkts_in"], fields["pbx_pkts_out"] = st.PBX.PacketsIn, st.PBX.PacketsOut
+		fields["srtp_auth_failures"] = st.WhatsApp.SRTPAuthFailures
+	}
+	for _, ep := range []*media.Endpoint{waEP, pbxEP} {
+		if ep != nil {
+			_ = ep.Close()
+		}
+	}
+	if c.waIn != nil {
+		_ = c.waIn.Close()
+	}
+	if c.pbxIn != nil {
+		_ = c.pbxIn.Close()
+	}
+	if c.waOut != nil {
+		_ = c.waOut.Close()
+	}
+	if c.pbxOut != nil {
+		_ = c.pbxOut.Close()
+	}
+	if c.waCallID != "" {
+		c.srv.wa.pins.Unpin(c.waCallID)
+	}
+	c.log.WithFields(fields).Info("call ended")
+	close(c.done)
+	c.srv.release(c)
+}
+
+// Done is closed once the call has fully ended.
+func (c *Call) Done() <-chan struct{} { return c.done }

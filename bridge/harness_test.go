@@ -1,0 +1,166 @@
+package bridge_test
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wabridge/wabridge/bridge"
+	"github.com/wabridge/wabridge/config"
+	"github.com/wabridge/wabridge/config/configtest"
+	"github.com/wabridge/wabridge/wasim"
+)
+
+// The numbers and names every end-to-end test uses. The hostname is what the business number is
+// configured with at "Meta" (the emulator): our certificate must carry it and our From must use it.
+const (
+	business    = "+15550001111"
+	waUser      = "+15557654321"
+	sipPassword = "s3cret-sip-pw"
+	sipHostname = "sip.business.test"
+	opusPT      = 111
+	metaDTMFPT  = 126
+	ptime       = 20 * time.Millisecond
+)
+
+// harness is one wabridge with a Meta-like edge in front of it, both on loopback.
+type harness struct {
+	t      *testing.T
+	edge   *wasim.Edge
+	srv    *bridge.Server
+	cfg    *config.Config
+	roots  *x509.CertPool // trusts wabridge's certificate, for the edge's TLS client
+	logs   *logBuffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+type harnessOptions struct {
+	pbxAddr          string // the PBX trunk wabridge sends user-initiated calls to
+	onInvite         func(wasim.InviteInfo) wasim.Answer
+	additionalCodecs []string
+	inactivity       time.Duration
+	digest           string
+}
+
+func newHarness(t *testing.T, o harnessOptions) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	certFile, keyFile := configtest.WriteCert(t, dir, sipHostname, "127.0.0.1")
+	pem, err := os.ReadFile(certFile)
+	require.NoError(t, err)
+	roots := x509.NewCertPool()
+	require.True(t, roots.AppendCertsFromPEM(pem))
+
+	log := logrus.New()
+	logs := &logBuffer{}
+	log.SetOutput(logs)
+	log.SetLevel(logrus.DebugLevel)
+	log.SetFormatter(&logrus.JSONFormatter{})
+
+	edge, err := wasim.NewEdge(wasim.EdgeConfig{
+		Numbers:         map[string]wasim.Number{business: {Password: sipPassword, Hostname: sipHostname}},
+		OnInvite:        o.onInvite,
+		DigestAlgorithm: o.digest,
+		Log:             logrus.NewEntry(log),
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	require.NoError(t, edge.Listen(ctx, "127.0.0.1:0"))
+	caFile := filepath.Join(dir, "edge-ca.pem")
+	require.NoError(t, os.WriteFile(caFile, edge.CAPEM(), 0o600))
+
+	if o.pbxAddr == "" {
+		o.pbxAddr = "127.0.0.1:9" // discard: tests that never call the PBX
+	}
+	inactivity := o.inactivity
+	if inactivity == 0 {
+		inactivity = 10 * time.Second
+	}
+	yaml := fmt.Sprintf(`
+log: {level: debug}
+sip:
+  hostname: 127.0.0.1
+  pbx_listen: {udp: "127.0.0.1:0", tcp: ""}
+  whatsapp_listen: {tls: "127.0.0.1:0", cert_file: %q, key_file: %q}
+  whatsapp_ca_file: %q
+media:
+  bind_ip: 127.0.0.1
+  public_ip: 127.0.0.1
+  inactivity_timeout: %s
+pbx:
+  address: %q
+numbers:
+  - number: %q
+    phone_number_id: "1000001"
+    sip:
+      hostname: %s
+      password: %q
+      srtp: sdes
+      edge: {host: wa.meta.vc, address: %q}
+      additional_codecs: [%s]
+`, certFile, keyFile, caFile, inactivity, o.pbxAddr, business, sipHostname, sipPassword, edge.Addr().String(),
+		strings.Join(o.additionalCodecs, ","))
+	cfg, err := config.Parse([]byte(yaml))
+	require.NoError(t, err)
+
+	srv, err := bridge.NewServer(cfg, logrus.NewEntry(log).WithField("test", t.Name()))
+	require.NoError(t, err)
+	h := &harness{t: t, edge: edge, srv: srv, cfg: cfg, roots: roots, logs: logs, cancel: cancel, done: make(chan error, 1)}
+	go func() { h.done <- srv.Serve(ctx) }()
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *harness) stop() {
+	h.cancel()
+	select {
+	case err := <-h.done:
+		require.NoError(h.t, err)
+	case <-time.After(15 * time.Second):
+		h.t.Error("wabridge did not stop within 15 s")
+	}
+	_ = h.edge.Close()
+	// Secrets never reach the logs, whatever happened in the test.
+	require.NotContains(h.t, h.logs.String(), sipPassword, "SIP password leaked into the logs")
+	if h.t.Failed() {
+		h.t.Logf("wabridge logs:\n%s", tail(h.logs.String(), 60))
+	}
+}
+
+// dial places a user-initiated call from the edge to wabridge.
+func (h *harness) dial(ctx context.Context, o wasim.DialOptions) (*wasim.Call, error) {
+	o.Target = h.srv.Addrs().WhatsAppTLS
+	o.ServerName = sipHostname
+	o.RootCAs = h.roots
+	if o.Business == "" {
+		o.Business = business
+	}
+	if o.User == "" {
+		o.User = waUser
+	}
+	return h.edge.Dial(ctx, o)
+}
+
+// waitIdle waits until wabridge has no call left: every leg ended and every port released.
+func (h *harness) waitIdle() {
+	h.t.Helper()
+	require.Eventually(h.t, func() bool { return h.srv.ActiveCalls() == 0 }, 10*time.Second, 20*time.Millisecond,
+		"calls still active")
+}
+
+func tail(s string, lines int) string {
+	ls := strings.Split(s, "\n")
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	return strings.Join(ls, "\n")
+}
