@@ -142,8 +142,14 @@ func (c *Call) startRelay(codec audioCodec, waRemote *media.Description, keys *m
 	go func() {
 		select {
 		case <-r.Done():
-			if errors.Is(r.Err(), media.ErrInactive) {
+			// Any stop we did not ask for (inactivity, a dead socket) ends both legs: a call
+			// without media is worse than no call, and Meta would drop it after 20 s anyway.
+			switch err := r.Err(); {
+			case errors.Is(err, media.ErrInactive):
 				c.hangup("media inactivity timeout")
+			case err != nil && !errors.Is(err, context.Canceled):
+				c.log.WithError(err).Error("media relay stopped")
+				c.hangup("media relay stopped")
 			}
 		case <-c.done:
 		}

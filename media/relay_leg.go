@@ -139,8 +139,9 @@ func newLeg(name string, cfg LegConfig, params srtpParamsFunc, log *logrus.Entry
 	rtpTag, _ := prof.AuthTagRTPLen()
 	rtcpTag, _ := prof.AuthTagRTCPLen()
 	aeadTag, _ := prof.AEADAuthTagLen()
-	l.srtpTrailer = rtpTag + aeadTag
-	l.srtcpTrailer = 4 + rtcpTag + aeadTag // E flag + 31-bit index, RFC 3711 §3.4
+	mki, _ := cfg.SRTP.Remote.MKI()
+	l.srtpTrailer = rtpTag + aeadTag + len(mki)
+	l.srtcpTrailer = 4 + rtcpTag + aeadTag + len(mki) // E flag + 31-bit index, RFC 3711 §3.4
 	return l, enc, nil
 }
 
@@ -148,6 +149,15 @@ func newContext(c Crypto, params srtpParamsFunc, opts ...srtp.ContextOption) (*s
 	prof, key, salt, err := params(c)
 	if err != nil {
 		return nil, 0, fmt.Errorf("crypto tag %d suite %q: %w", c.Tag, c.Suite, err)
+	}
+	// A key line that declares an MKI ("|1:1") means every packet carries it after the payload
+	// (RFC 3711 §3.1); without the option pion fails every packet's authentication.
+	mki, err := c.MKI()
+	if err != nil {
+		return nil, 0, fmt.Errorf("crypto tag %d suite %q: %w", c.Tag, c.Suite, err)
+	}
+	if len(mki) > 0 {
+		opts = append(opts, srtp.MasterKeyIndicator(mki))
 	}
 	ctx, err := srtp.CreateContext(key, salt, prof, opts...)
 	if err != nil {

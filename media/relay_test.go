@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -600,4 +601,27 @@ func sealedPackets(p *peer, n, payload int) [][]byte {
 		}, Payload: body})
 	}
 	return out
+}
+
+// TestRelayWhatsAppKeyWithMKI: a peer whose a=crypto declares an MKI ("|2^31|1:1", the form in
+// RFC 4568's examples) appends it to every packet; the relay must expect it or every packet
+// fails authentication. Meta's docs mask the crypto line (whatsapp-calling.md §8 q2), so both
+// forms must work.
+func TestRelayWhatsAppKeyWithMKI(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, SuiteAES128SHA1_80, func(c *RelayConfig) {
+		c.WhatsApp.SRTP.Remote.Params = "|2^31|1:1"
+	})
+	prof, key, salt, err := testSRTPParams(h.cfg.WhatsApp.SRTP.Remote)
+	require.NoError(t, err)
+	h.wa.enc, err = srtp.CreateContext(key, salt, prof, srtp.MasterKeyIndicator([]byte{1}))
+	require.NoError(t, err)
+	h.start()
+	for i := range 3 {
+		up := &rtp.Packet{Header: rtp.Header{PayloadType: waOpusPT, SequenceNumber: uint16(i), Timestamp: uint32(960 * i), SSRC: 11}, Payload: randPayload(80)}
+		h.wa.send(h.waAddr(), up)
+		got := h.pbx.mustRecv()
+		require.Equal(t, up.Payload, got.Payload)
+	}
+	assert.Zero(t, h.relay.Stats().WhatsApp.SRTPAuthFailures)
 }
