@@ -87,3 +87,14 @@ func dropSDPLines(prefix string) func([]byte) []byte {
 		return out
 	}
 }
+
+// payloadsPT returns every received payload with the given payload type.
+func payloadsPT(pkts []wasim.Packet, pt uint8) [][]byte {
+	var out [][]byte
+	for _, p := range pkts {
+		if p.PT == pt {
+			out = append(out, p.Payload)
+		}
+	}
+	return out
+}
