@@ -16,8 +16,9 @@ const opusLikeTOC = 0x78
 // OpusLikePayloads returns n distinct payloads shaped like 20 ms Opus frames (60 to 80 bytes,
 // an Opus TOC byte first) that tests can recognize after a trip through the bridge: byte 0 is
 // the TOC, bytes 1-2 the index (big endian), bytes 3-4 the low 16 bits of seed, and the rest
-// pseudo-random bytes derived from (seed, index). Different seeds make different streams, so
-// each direction of a call can carry its own. They do not decode as audio.
+// pseudo-random bytes derived from (seed, index); the index wraps after 65536 payloads.
+// Different seeds make different streams, so each direction of a call can carry its own. They
+// do not decode as audio.
 func OpusLikePayloads(n int, seed uint64) [][]byte {
 	out := make([][]byte, n)
 	for i := range out {
