@@ -38,6 +38,7 @@ type harness struct {
 	srv    *bridge.Server
 	cfg    *config.Config
 	roots  *x509.CertPool // trusts wabridge's certificate, for the edge's TLS client
+	cert   []byte         // wabridge's certificate (PEM), for peers that take a CA file
 	logs   *logBuffer
 	cancel context.CancelFunc
 	done   chan error
@@ -114,7 +115,7 @@ numbers:
 
 	srv, err := bridge.NewServer(cfg, logrus.NewEntry(log).WithField("test", t.Name()))
 	require.NoError(t, err)
-	h := &harness{t: t, edge: edge, srv: srv, cfg: cfg, roots: roots, logs: logs, cancel: cancel, done: make(chan error, 1)}
+	h := &harness{t: t, edge: edge, srv: srv, cfg: cfg, roots: roots, cert: pem, logs: logs, cancel: cancel, done: make(chan error, 1)}
 	go func() { h.done <- srv.Serve(ctx) }()
 	t.Cleanup(h.stop)
 	return h

@@ -83,6 +83,7 @@ type Result struct {
 // An Authenticator is safe for concurrent use.
 type Authenticator struct {
 	realm string
+	algs  []string // challenged algorithms, in header order
 	ttl   time.Duration
 	now   func() time.Time
 	key   [32]byte
@@ -100,6 +101,25 @@ func WithNonceTTL(d time.Duration) AuthenticatorOption {
 	}
 }
 
+// WithAlgorithms sets the algorithms we challenge with, one Proxy-Authenticate header each, in
+// this order. The default is MD5 alone: baresip 1.0 (libre) fails the whole call with ENOSYS
+// when any header in the 407 names SHA-256, and Meta's own sample challenge is MD5
+// (whatsapp-calling.md §5.2). Responses with either algorithm are always accepted. Unknown
+// names are ignored.
+func WithAlgorithms(algs ...string) AuthenticatorOption {
+	return func(a *Authenticator) {
+		var keep []string
+		for _, alg := range algs {
+			if alg == AlgorithmMD5 || alg == AlgorithmSHA256 {
+				keep = append(keep, alg)
+			}
+		}
+		if len(keep) > 0 {
+			a.algs = keep
+		}
+	}
+}
+
 // WithClock replaces time.Now, for tests of nonce expiry.
 func WithClock(now func() time.Time) AuthenticatorOption {
 	return func(a *Authenticator) {
@@ -112,7 +132,7 @@ func WithClock(now func() time.Time) AuthenticatorOption {
 // NewAuthenticator creates a digest server for realm. Meta's own sample uses the
 // business's SIP domain as the realm when it is challenged (whatsapp-calling.md §5.2).
 func NewAuthenticator(realm string, opts ...AuthenticatorOption) *Authenticator {
-	a := &Authenticator{realm: realm, ttl: DefaultNonceTTL, now: time.Now}
+	a := &Authenticator{realm: realm, algs: []string{AlgorithmMD5}, ttl: DefaultNonceTTL, now: time.Now}
 	for _, o := range opts {
 		o(a)
 	}
@@ -177,16 +197,17 @@ func (a *Authenticator) checkNonce(nonce string) error {
 	return nil
 }
 
-// Challenge builds "407 Proxy Authentication Required" for req with two Proxy-Authenticate
-// headers sharing one fresh nonce: algorithm=SHA-256 first, then MD5 (RFC 8760 §2.4), both
-// qop="auth". Clients pick the first algorithm they support; sipgo's client simply takes
-// the first header (see SelectChallenge). stale=true tells the client that only the nonce
+// Challenge builds "407 Proxy Authentication Required" for req with one Proxy-Authenticate
+// header per configured algorithm (WithAlgorithms; MD5 alone by default), sharing one fresh
+// nonce, qop="auth". With several, MD5 should come first: clients such as sipgo answer the
+// first header whatever it says (see SelectChallenge), and libre-based ones fail on any
+// SHA-256 header. The signalling runs inside TLS, so MD5 costs nothing real here. stale=true tells the client that only the nonce
 // was wrong. We use 407 rather than 401 because that is what Meta's sample shows; Meta
 // answers either (whatsapp-calling.md §5.2).
 func (a *Authenticator) Challenge(req *sipmsg.Request, stale bool) *sipmsg.Response {
 	res := sipmsg.NewResponseFromRequest(req, sipmsg.StatusProxyAuthRequired, "Proxy Authentication Required", nil)
 	nonce := a.newNonce()
-	for _, alg := range []string{AlgorithmSHA256, AlgorithmMD5} {
+	for _, alg := range a.algs {
 		chal := digest.Challenge{
 			Realm:     a.realm,
 			Nonce:     nonce,
