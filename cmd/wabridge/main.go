@@ -71,7 +71,7 @@ func (c *cli) commands() []command {
 		{"run", "[--config FILE]", "run the bridge (the default command)", c.cmdRun},
 		{"check-config", "[--config FILE]", "validate a config file, list every problem, and exit", c.cmdCheckConfig},
 		{"version", "", "print the version, commit and Go version", c.cmdVersion},
-		{"demo", "", "place a call through the bridge and the built-in WhatsApp emulator (not implemented yet)", c.notImplemented},
+		{"demo", "[--json] [-v]", "run wabridge between a simulated WhatsApp and a simulated PBX, place two calls and report", c.cmdDemo},
 		{"selftest", "", "run the built-in end-to-end checks (not implemented yet)", c.notImplemented},
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/assert"
@@ -187,7 +189,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"help", "bogus"}, `unknown command "bogus"`},
 		{[]string{"check-config", "--nope"}, "flag provided but not defined: -nope"},
 		{[]string{"check-config", "extra.yaml"}, `unexpected argument "extra.yaml"`},
-		{[]string{"demo"}, "wabridge demo: not implemented yet"},
+		{[]string{"demo", "--frames"}, "flag needs an argument: -frames"},
 		{[]string{"selftest"}, "wabridge selftest: not implemented yet"},
 	}
 	for _, tt := range tests {
@@ -226,4 +228,41 @@ func TestNewLoggerFormats(t *testing.T) {
 	}
 	_, err := newLogger(config.Log{Level: "loud", Format: config.LogFormatJSON}, &bytes.Buffer{})
 	assert.ErrorContains(t, err, "log.level")
+}
+
+// TestDemoSubprocess runs `wabridge demo --json` as a separate process, the way a newcomer runs
+// it from the README, and checks the report says audio flowed both ways.
+func TestDemoSubprocess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "wabridge")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, string(out))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "demo", "--json", "--frames", "60")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Run(), "demo failed: %s\n%s", stderr.String(), stdout.String())
+	type stream struct {
+		FramesSent    int `json:"frames_sent"`
+		FramesMatched int `json:"frames_matched"`
+	}
+	var rep struct {
+		OK    bool `json:"ok"`
+		Calls []struct {
+			Name       string `json:"name"`
+			ToPBX      stream `json:"to_pbx"`
+			ToWhatsApp stream `json:"to_whatsapp"`
+		} `json:"calls"`
+	}
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &rep), stdout.String())
+	require.True(t, rep.OK)
+	require.Len(t, rep.Calls, 2)
+	for _, c := range rep.Calls {
+		assert.Equal(t, 60, c.ToPBX.FramesMatched, c.Name)
+		assert.Equal(t, 60, c.ToWhatsApp.FramesMatched, c.Name)
+	}
 }
