@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/wabridge/wabridge/config"
 	"github.com/wabridge/wabridge/media"
+	"github.com/wabridge/wabridge/metrics"
 )
 
 // Direction says who placed the call.
@@ -42,6 +44,7 @@ func (s callState) String() string {
 // mu, and every blocking SIP operation happens outside it.
 type Call struct {
 	srv    *Server
+	cfg    *config.Config // the config when the call started: a reload does not change a call midway
 	dir    Direction
 	number *config.Number
 	log    *logrus.Entry
@@ -54,6 +57,7 @@ type Call struct {
 	started   time.Time
 	answered  time.Time
 	endReason string
+	outcome   string // metrics label: "answered", the failure's SIP code, or "canceled"
 
 	// Exactly one of each pair is set, depending on the direction.
 	waIn   *sipgo.DialogServerSession
@@ -62,7 +66,8 @@ type Call struct {
 	pbxOut *sipgo.DialogClientSession
 
 	waEP, pbxEP *media.Endpoint
-	pbxPort     uint16 // our RTP port on the PBX leg
+	pbxPort     uint16          // our RTP port on the PBX leg
+	pbxKeys     *media.SRTPKeys // SDES toward the PBX (pbx.srtp, or a PBX that offers RTP/SAVP); nil: plain RTP
 	waCallID    string
 	relay       *media.Relay
 	pbxSDP      *media.Description // our current SDP on the PBX leg (answers PBX re-INVITEs)
@@ -74,8 +79,17 @@ type Call struct {
 
 func newCall(s *Server, dir Direction, num *config.Number, log *logrus.Entry) *Call {
 	ctx, cancel := context.WithCancel(s.ctx)
-	return &Call{srv: s, dir: dir, number: num, log: log.WithField("direction", string(dir)),
+	s.metrics.ActiveCalls.WithLabelValues(string(dir), string(num.Mode)).Inc()
+	return &Call{srv: s, cfg: s.config(), dir: dir, number: num, log: log.WithField("direction", string(dir)),
 		ctx: ctx, cancel: cancel, started: time.Now(), done: make(chan struct{})}
+}
+
+// provider names the WhatsApp side for metrics: Meta's own edge, or the BSP edge's host.
+func (c *Call) provider() string {
+	if h := c.number.SIP.Edge.Host; h != "" && h != config.DefaultEdgeHost {
+		return h
+	}
+	return "meta"
 }
 
 // setState moves the call forward and logs the change once.
@@ -89,6 +103,8 @@ func (c *Call) setState(to callState) bool {
 	c.state = to
 	if to == stateAnswered {
 		c.answered = time.Now()
+		c.outcome = "answered"
+		c.srv.metrics.ObserveSetup(string(c.dir), string(c.number.Mode), c.answered.Sub(c.started))
 	}
 	c.log.WithFields(logrus.Fields{"from": from.String(), "to": to.String()}).Info("call state")
 	return true
@@ -121,11 +137,11 @@ func (c *Call) startRelay(codec audioCodec, waRemote *media.Description, keys *m
 		WhatsApp: media.LegConfig{Endpoint: c.waEP, Remote: waRemote.RTPAddr(), RemoteRTCP: waRemote.RTCPAddr(),
 			RTCPMux: waRemote.RTCPMux, Latch: true, SRTP: keys, PTMap: fromWA},
 		PBX: media.LegConfig{Endpoint: c.pbxEP, Remote: pbxRemote.RTPAddr(), RemoteRTCP: pbxRemote.RTCPAddr(),
-			RTCPMux: pbxRemote.RTCPMux, Latch: true, PTMap: fromPBX},
+			RTCPMux: pbxRemote.RTCPMux, Latch: true, SRTP: c.pbxKeys, PTMap: fromPBX},
 		AudioPT:           codec.WAPT,
 		ClockRate:         codec.ClockRate,
 		SilencePayload:    codec.silence(),
-		InactivityTimeout: time.Duration(c.srv.cfg.Media.InactivityTimeout),
+		InactivityTimeout: time.Duration(c.cfg.Media.InactivityTimeout),
 		Log:               c.log,
 	}
 	r, err := media.NewRelay(cfg)
@@ -241,6 +257,11 @@ func (c *Call) hangup(reason string) {
 // fail ends a call that never got answered on both legs.
 func (c *Call) fail(err error) {
 	se := asSIPError(err)
+	c.mu.Lock()
+	if c.outcome == "" {
+		c.outcome = strconv.Itoa(se.Code)
+	}
+	c.mu.Unlock()
 	c.log.WithFields(logrus.Fields{"code": se.Code, "reason": se.Reason, "warning": se.Warning}).
 		WithError(se.Err).Info("call failed")
 	c.hangup(se.Error())
@@ -265,7 +286,14 @@ func (c *Call) finish() {
 	c.mu.Lock()
 	relay, waEP, pbxEP := c.relay, c.waEP, c.pbxEP
 	c.state = stateEnded
+	outcome := c.outcome
 	c.mu.Unlock()
+	if outcome == "" {
+		outcome = "canceled"
+	}
+	m := c.srv.metrics
+	m.ActiveCalls.WithLabelValues(string(c.dir), string(c.number.Mode)).Dec()
+	m.CallsTotal.WithLabelValues(string(c.dir), string(c.number.Mode), c.provider(), outcome).Inc()
 	fields := logrus.Fields{"reason": c.endReason, "duration": time.Since(c.started).Round(time.Millisecond).String()}
 	if relay != nil {
 		_ = relay.Close()
@@ -273,6 +301,8 @@ func (c *Call) finish() {
 		fields["wa_pkts_in"], fields["wa_pkts_out"] = st.WhatsApp.PacketsIn, st.WhatsApp.PacketsOut
 		fields["pbx_pkts_in"], fields["pbx_pkts_out"] = st.PBX.PacketsIn, st.PBX.PacketsOut
 		fields["srtp_auth_failures"] = st.WhatsApp.SRTPAuthFailures
+		countMedia(m, "whatsapp", st.WhatsApp)
+		countMedia(m, "pbx", st.PBX)
 	}
 	for _, ep := range []*media.Endpoint{waEP, pbxEP} {
 		if ep != nil {
@@ -297,6 +327,20 @@ func (c *Call) finish() {
 	c.log.WithFields(fields).Info("call ended")
 	close(c.done)
 	c.srv.release(c)
+}
+
+func countMedia(m *metrics.Metrics, leg string, s media.LegStats) {
+	m.Packets.WithLabelValues(leg, "in").Add(float64(s.PacketsIn))
+	m.Packets.WithLabelValues(leg, "out").Add(float64(s.PacketsOut))
+	m.Bytes.WithLabelValues(leg, "in").Add(float64(s.BytesIn))
+	m.Bytes.WithLabelValues(leg, "out").Add(float64(s.BytesOut))
+	m.SRTPAuthFailures.WithLabelValues(leg).Add(float64(s.SRTPAuthFailures))
+	for reason, n := range map[string]uint64{"wrong_source": s.DroppedWrongSource, "unknown_pt": s.DroppedUnknownPT,
+		"malformed": s.DroppedMalformed, "replayed": s.SRTPReplayed, "late": s.DroppedLate} {
+		if n > 0 {
+			m.Dropped.WithLabelValues(leg, reason).Add(float64(n))
+		}
+	}
 }
 
 // Done is closed once the call has fully ended.

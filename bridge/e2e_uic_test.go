@@ -147,3 +147,33 @@ func TestUserInitiatedFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestSDESSuites: each SDES suite Meta might offer works end to end, the offer carrying only that
+// suite (Meta's docs mask its crypto lines, whatsapp-calling.md §4.6).
+func TestSDESSuites(t *testing.T) {
+	t.Parallel()
+	for _, suite := range []string{media.SuiteAES128SHA1_80, media.SuiteAES128SHA1_32, media.SuiteAES256SHA1_80, media.SuiteAEADAES128GCM} {
+		t.Run(suite, func(t *testing.T) {
+			t.Parallel()
+			sipp := peertest.StartSipp(t, peertest.SippOptions{Scenario: peertest.ScenarioPath("pbx_uas_echo.xml"),
+				RTPEcho: true, Timeout: 30 * time.Second})
+			h := newHarness(t, harnessOptions{pbxAddr: sipp.SIPAddr.String()})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			call, err := h.dial(ctx, wasim.DialOptions{Suites: []string{suite}})
+			require.NoError(t, err)
+			ans, err := media.ParseDescription(call.InviteResponse().Body())
+			require.NoError(t, err)
+			require.Len(t, ans.Crypto, 1)
+			assert.Equal(t, suite, ans.Crypto[0].Suite)
+			sent := peertest.OpusLikePayloads(25, 11)
+			require.NoError(t, call.Media.Send(ctx, sent, opusPT, ptime))
+			require.True(t, waitFor(5*time.Second, func() bool { return len(audioPayloads(call.Media.Received(), opusPT)) >= len(sent) }))
+			assert.Equal(t, sent, audioPayloads(call.Media.Received(), opusPT)[:len(sent)])
+			assert.Zero(t, call.Media.Stats().AuthFailures)
+			require.NoError(t, call.Hangup(ctx))
+			sipp.RequireSuccess(t, 10*time.Second)
+			h.waitIdle()
+		})
+	}
+}

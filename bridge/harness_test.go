@@ -50,6 +50,8 @@ type harnessOptions struct {
 	additionalCodecs []string
 	inactivity       time.Duration
 	digest           string
+	pbxExtra         string // more YAML lines under pbx:, indented by two spaces
+	maxCalls         int
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -99,6 +101,8 @@ media:
   inactivity_timeout: %s
 pbx:
   address: %q
+%s
+limits: {max_calls: %d}
 numbers:
   - number: %q
     phone_number_id: "1000001"
@@ -108,7 +112,7 @@ numbers:
       srtp: sdes
       edge: {host: wa.meta.vc, address: %q}
       additional_codecs: [%s]
-`, certFile, keyFile, caFile, inactivity, o.pbxAddr, business, sipHostname, sipPassword, edge.Addr().String(),
+`, certFile, keyFile, caFile, inactivity, o.pbxAddr, o.pbxExtra, o.maxCalls, business, sipHostname, sipPassword, edge.Addr().String(),
 		strings.Join(o.additionalCodecs, ","))
 	cfg, err := config.Parse([]byte(yaml))
 	require.NoError(t, err)

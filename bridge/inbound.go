@@ -26,15 +26,17 @@ func (s *Server) onWhatsAppInvite(req *sipmsg.Request, tx sipmsg.ServerTransacti
 	log := s.log.WithFields(logrus.Fields{"call_id": callIDOf(req), "wacid": info.WACID,
 		"number": info.BusinessNumber, "caller": info.CallerNumber, "leg": "whatsapp"})
 
-	num, ok := s.cfg.Number(info.BusinessNumber)
+	num, ok := s.config().Number(info.BusinessNumber)
 	if !ok || num.Mode != config.ModeSIP {
 		log.Warn("INVITE for a number not configured in SIP mode")
+		s.metrics.Rejected.WithLabelValues("unknown_number").Inc()
 		respondErr(tx, req, sipErr(404, "Not Found", "business number not configured", nil))
 		return
 	}
 	password, err := num.SIPPassword()
 	if err != nil {
 		log.WithError(err).Error("cannot read the number's SIP password")
+		s.metrics.Rejected.WithLabelValues("config").Inc()
 		respondErr(tx, req, sipErr(503, "Service Unavailable", "", err))
 		return
 	}
@@ -47,6 +49,7 @@ func (s *Server) onWhatsAppInvite(req *sipmsg.Request, tx sipmsg.ServerTransacti
 		return
 	default:
 		log.WithFields(logrus.Fields{"auth": res.Reason, "username": res.Username}).Warn("INVITE digest authentication failed")
+		s.metrics.Rejected.WithLabelValues("auth").Inc()
 		respond(tx, req, 403, "Forbidden")
 		return
 	}
@@ -54,17 +57,20 @@ func (s *Server) onWhatsAppInvite(req *sipmsg.Request, tx sipmsg.ServerTransacti
 	offer, err := media.ParseDescription(req.Body())
 	if err != nil {
 		log.WithError(err).Warn("unusable SDP offer from WhatsApp")
+		s.metrics.Rejected.WithLabelValues("sdp").Inc()
 		respondErr(tx, req, sipErr(488, "Not Acceptable Here", "SDP: "+err.Error(), err))
 		return
 	}
 	if offer.Proto != media.ProtoRTPSAVP {
 		log.WithField("proto", offer.Proto).Warn("WhatsApp offer is not SDES RTP/SAVP")
+		s.metrics.Rejected.WithLabelValues("sdp").Inc()
 		respondErr(tx, req, sipErr(488, "Not Acceptable Here", "only RTP/SAVP with SDES is supported on this number, got "+offer.Proto, nil))
 		return
 	}
 	remoteCrypto, localCrypto, err := media.AnswerCrypto(offer.Crypto)
 	if err != nil {
 		log.WithError(err).Warn("no usable crypto in WhatsApp offer")
+		s.metrics.Rejected.WithLabelValues("sdp").Inc()
 		respondErr(tx, req, sipErr(488, "Not Acceptable Here", "no supported SDES crypto suite offered", err))
 		return
 	}
@@ -98,10 +104,18 @@ func (c *Call) runUserInitiated(req *sipmsg.Request, tx sipmsg.ServerTransaction
 		c.rejectWA(err)
 		return
 	}
-	pOffer, err := pbxOffer(offer, s.publicIP, int(c.pbxEP.RTP.LocalAddr().Port()), uint8(s.cfg.PBX.OpusPT), uint8(s.cfg.PBX.DTMFPT))
+	pOffer, err := pbxOffer(offer, s.publicIP, int(c.pbxEP.RTP.LocalAddr().Port()), uint8(c.cfg.PBX.OpusPT), uint8(c.cfg.PBX.DTMFPT))
 	if err != nil {
 		c.rejectWA(err)
 		return
+	}
+	if c.cfg.PBX.SRTP {
+		// RTP/SAVP, not AVP with a=crypto: stock FreeSWITCH answers 488 to the latter (§7).
+		if pOffer.Crypto, err = media.OfferCrypto(); err != nil {
+			c.rejectWA(sipErr(500, "Server Internal Error", "SRTP keys", err))
+			return
+		}
+		pOffer.Proto = media.ProtoRTPSAVP
 	}
 
 	// Meta's CANCEL ends dlgWA's context (sipgo answers 487 itself): cancel the PBX INVITE too.
@@ -156,12 +170,15 @@ func (c *Call) runUserInitiated(req *sipmsg.Request, tx sipmsg.ServerTransaction
 	c.mu.Unlock()
 
 	pbxAns, err := media.ParseDescription(dlgPBX.InviteResponse.Body())
+	if err == nil && c.cfg.PBX.SRTP {
+		c.pbxKeys, err = answeredKeys("PBX", pOffer.Crypto, pbxAns.Crypto)
+	}
 	if err == nil {
 		var codec audioCodec
 		if codec, err = agreeUIC(offer, pbxAns); err == nil {
 			err = c.answerWhatsApp(dlgWA, dlgPBX, offer, pbxAns, pOffer, codec, keys)
 		}
-	} else {
+	} else if !errors.As(err, new(*SIPError)) {
 		err = sipErr(488, "Not Acceptable Here", "PBX answered with unusable SDP: "+err.Error(), err)
 	}
 	if err != nil {
@@ -228,13 +245,13 @@ func (c *Call) rejectWA(err error) {
 // so the dialplan can route on it (the PBX kits in examples/ map them to variables).
 func (c *Call) pbxInvite(info wsip.WhatsAppInfo, offer *media.Description) (*sipmsg.Request, error) {
 	s := c.srv
-	host, port, err := splitHostPort(s.cfg.PBX.Address)
+	host, port, err := splitHostPort(c.cfg.PBX.Address)
 	if err != nil {
 		return nil, sipErr(503, "Service Unavailable", "pbx.address", err)
 	}
 	target := sipmsg.Uri{Scheme: "sip", User: c.number.PBXExtension(), Host: host, Port: port}
 	req := sipmsg.NewRequest(sipmsg.INVITE, target)
-	if t := s.cfg.PBX.Transport; t != "" && t != config.TransportUDP {
+	if t := c.cfg.PBX.Transport; t != "" && t != config.TransportUDP {
 		req.SetTransport(strings.ToUpper(string(t)))
 	}
 	caller := info.CallerNumber

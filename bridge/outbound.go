@@ -34,12 +34,14 @@ func (s *Server) onPBXInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	user, err := wsip.NormalizeNumber(req.Recipient.User)
 	if err != nil {
 		log.WithField("ruri_user", req.Recipient.User).Warn("PBX INVITE does not name a WhatsApp number")
+		s.metrics.Rejected.WithLabelValues("bad_request_uri").Inc()
 		respondErr(tx, req, sipErr(404, "Not Found", "Request-URI user must be the WhatsApp user's E.164 number", err))
 		return
 	}
 	num, err := s.businessNumberFor(req)
 	if err != nil {
 		log.WithError(err).Warn("no business number for PBX call")
+		s.metrics.Rejected.WithLabelValues("unknown_number").Inc()
 		respondErr(tx, req, err)
 		return
 	}
@@ -47,13 +49,22 @@ func (s *Server) onPBXInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	password, err := num.SIPPassword()
 	if err != nil {
 		log.WithError(err).Error("cannot read the number's SIP password")
+		s.metrics.Rejected.WithLabelValues("config").Inc()
 		respondErr(tx, req, sipErr(503, "Service Unavailable", "", err))
 		return
 	}
 	offer, err := media.ParseDescription(req.Body())
 	if err != nil {
 		log.WithError(err).Warn("unusable SDP offer from PBX")
+		s.metrics.Rejected.WithLabelValues("sdp").Inc()
 		respondErr(tx, req, sipErr(488, "Not Acceptable Here", "SDP: "+err.Error(), err))
+		return
+	}
+	pbxKeys, err := s.pbxOfferKeys(offer)
+	if err != nil {
+		log.WithError(err).Warn("PBX offer's SRTP is unusable")
+		s.metrics.Rejected.WithLabelValues("sdp").Inc()
+		respondErr(tx, req, err)
 		return
 	}
 	if err := s.admit(); err != nil {
@@ -62,18 +73,37 @@ func (s *Server) onPBXInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	c := newCall(s, BusinessInitiated, num, log)
+	c.pbxKeys = pbxKeys
 	c.runBusinessInitiated(req, tx, user, password, offer)
+}
+
+// pbxOfferKeys answers SDES on the PBX leg: a PBX that offers RTP/SAVP gets SRTP whatever
+// pbx.srtp says (RFC 3264 does not allow answering SAVP with plain RTP), and with pbx.srtp set a
+// plain offer is refused so a misconfigured trunk fails loudly instead of sending cleartext.
+func (s *Server) pbxOfferKeys(offer *media.Description) (*media.SRTPKeys, error) {
+	if offer.Proto != media.ProtoRTPSAVP && len(offer.Crypto) == 0 {
+		if s.config().PBX.SRTP {
+			return nil, sipErr(488, "Not Acceptable Here", "pbx.srtp is set: offer RTP/SAVP with a=crypto", media.ErrNoCrypto)
+		}
+		return nil, nil
+	}
+	remote, local, err := media.AnswerCrypto(offer.Crypto)
+	if err != nil {
+		return nil, sipErr(488, "Not Acceptable Here", "no supported SDES crypto suite offered", err)
+	}
+	return &media.SRTPKeys{Local: local, Remote: remote}, nil
 }
 
 // businessNumberFor picks the business number a PBX call goes out from: an explicit header,
 // else the From user, else the only SIP-mode number configured.
 func (s *Server) businessNumberFor(req *sipmsg.Request) (*config.Number, error) {
+	cfg := s.config()
 	if h := req.GetHeader(headerBusinessNumber); h != nil {
 		n, err := wsip.NormalizeNumber(h.Value())
 		if err != nil {
 			return nil, sipErr(404, "Not Found", headerBusinessNumber+" is not an E.164 number", err)
 		}
-		num, ok := s.cfg.Number(n)
+		num, ok := cfg.Number(n)
 		if !ok || num.Mode != config.ModeSIP {
 			return nil, sipErr(404, "Not Found", "business number "+n+" is not configured in SIP mode", nil)
 		}
@@ -81,20 +111,20 @@ func (s *Server) businessNumberFor(req *sipmsg.Request) (*config.Number, error) 
 	}
 	if from := req.From(); from != nil {
 		if n, err := wsip.NormalizeNumber(from.Address.User); err == nil {
-			if num, ok := s.cfg.Number(n); ok && num.Mode == config.ModeSIP {
+			if num, ok := cfg.Number(n); ok && num.Mode == config.ModeSIP {
 				return num, nil
 			}
 		}
 	}
 	var only *config.Number
-	for i := range s.cfg.Numbers {
-		if s.cfg.Numbers[i].Mode != config.ModeSIP {
+	for i := range cfg.Numbers {
+		if cfg.Numbers[i].Mode != config.ModeSIP {
 			continue
 		}
 		if only != nil {
 			return nil, sipErr(404, "Not Found", "several business numbers configured: set "+headerBusinessNumber+" or the From user", nil)
 		}
-		only = &s.cfg.Numbers[i]
+		only = &cfg.Numbers[i]
 	}
 	if only == nil {
 		return nil, sipErr(404, "Not Found", "no business number configured in SIP mode", nil)
@@ -218,7 +248,7 @@ func (c *Call) answerPBX(dlgPBX *sipgo.DialogServerSession, dlgWA *sipgo.DialogC
 	if err := dlgWA.Ack(c.ctx); err != nil {
 		return sipErr(503, "Service Unavailable", "ACK to WhatsApp failed", err)
 	}
-	keys, err := answeredKeys(cryptos, waAns.Crypto)
+	keys, err := answeredKeys("WhatsApp", cryptos, waAns.Crypto)
 	if err != nil {
 		return err
 	}
@@ -232,6 +262,10 @@ func (c *Call) answerPBX(dlgPBX *sipgo.DialogServerSession, dlgWA *sipgo.DialogC
 		return err
 	}
 	answer := pbxAnswer(offer, codec, c.srv.publicIP, int(c.relayPBXPort()))
+	if c.pbxKeys != nil {
+		answer.Proto = offer.Proto
+		answer.Crypto = []media.Crypto{c.pbxKeys.Local}
+	}
 	c.mu.Lock()
 	c.pbxSDP, c.waSDP = answer, waOffer
 	c.mu.Unlock()
@@ -250,10 +284,11 @@ func (c *Call) answerPBX(dlgPBX *sipgo.DialogServerSession, dlgWA *sipgo.DialogC
 	return nil
 }
 
-// answeredKeys finds which of our offered crypto lines Meta accepted (matched by tag, RFC 4568 §5.1.2).
-func answeredKeys(offered, answered []media.Crypto) (*media.SRTPKeys, error) {
+// answeredKeys finds which of our offered crypto lines the peer accepted (matched by tag,
+// RFC 4568 §5.1.2). leg names the peer in errors.
+func answeredKeys(leg string, offered, answered []media.Crypto) (*media.SRTPKeys, error) {
 	if len(answered) == 0 {
-		return nil, sipErr(488, "Not Acceptable Here", "WhatsApp answer has no crypto", media.ErrNoCrypto)
+		return nil, sipErr(488, "Not Acceptable Here", leg+" answer has no crypto", media.ErrNoCrypto)
 	}
 	remote := answered[0]
 	for _, o := range offered {
@@ -262,7 +297,7 @@ func answeredKeys(offered, answered []media.Crypto) (*media.SRTPKeys, error) {
 		}
 	}
 	return nil, sipErr(488, "Not Acceptable Here",
-		fmt.Sprintf("WhatsApp answered crypto tag %d %s that was not offered", remote.Tag, remote.Suite), media.ErrNoCrypto)
+		fmt.Sprintf("%s answered crypto tag %d %s that was not offered", leg, remote.Tag, remote.Suite), media.ErrNoCrypto)
 }
 
 // relayPBXPort is our RTP port on the PBX leg (the relay owns the endpoint once started).

@@ -25,9 +25,9 @@ type registrations struct {
 // startRegistrations runs every configured registration until ctx ends. Shutdown waits for
 // them so un-REGISTER goes out before the transports close.
 func (s *Server) startRegistrations(ctx context.Context) error {
-	s.regs = &registrations{regs: map[string]*wsip.Registration{}}
-	for i := range s.cfg.Numbers {
-		n := &s.cfg.Numbers[i]
+	cfg := s.config()
+	for i := range cfg.Numbers {
+		n := &cfg.Numbers[i]
 		if n.Mode != config.ModeSIP || !n.SIP.Register {
 			continue
 		}
@@ -52,7 +52,7 @@ func (s *Server) startRegistrations(ctx context.Context) error {
 		}
 		s.regs.run(ctx, n.Number, reg)
 	}
-	if r := s.cfg.PBX.Register; r.Enabled {
+	if r := cfg.PBX.Register; r.Enabled {
 		pw, err := r.Password()
 		if err != nil {
 			return fmt.Errorf("pbx.register: %w", err)
@@ -62,7 +62,7 @@ func (s *Server) startRegistrations(ctx context.Context) error {
 			return fmt.Errorf("pbx.register.registrar: %w", err)
 		}
 		registrar := sipmsg.Uri{Scheme: "sip", Host: host, Port: port}
-		if t := s.cfg.PBX.Transport; t != "" && t != config.TransportUDP {
+		if t := cfg.PBX.Transport; t != "" && t != config.TransportUDP {
 			registrar.UriParams = sipmsg.NewParams()
 			registrar.UriParams.Add("transport", strings.ToLower(string(t)))
 		}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/wabridge/wabridge/config"
 	"github.com/wabridge/wabridge/media"
+	"github.com/wabridge/wabridge/metrics"
 	wsip "github.com/wabridge/wabridge/sip"
 )
 
@@ -48,7 +50,7 @@ type side struct {
 
 // Server owns the listeners and every active call.
 type Server struct {
-	cfg      *config.Config
+	cfg      atomic.Pointer[config.Config] // swapped by Reload; read with config()
 	log      *logrus.Entry
 	publicIP netip.Addr
 	ports    *media.Ports
@@ -61,7 +63,8 @@ type Server struct {
 	pbxUDP net.PacketConn
 	pbxTCP net.Listener
 
-	regs *registrations
+	regs    *registrations
+	metrics *metrics.Metrics
 
 	mu       sync.Mutex
 	calls    map[string]*Call // by Call-ID of either leg
@@ -81,8 +84,15 @@ type Addrs struct {
 
 // NewServer validates what the config implies at run time (certificates, addresses, the port
 // range) and binds every listener, so that a misconfiguration fails at start, not on the first call.
-func NewServer(cfg *config.Config, log *logrus.Entry) (*Server, error) {
-	s := &Server{cfg: cfg, log: log, calls: map[string]*Call{}}
+func NewServer(cfg *config.Config, log *logrus.Entry, opts ...Option) (*Server, error) {
+	s := &Server{log: log, calls: map[string]*Call{}, regs: &registrations{regs: map[string]*wsip.Registration{}}}
+	s.cfg.Store(cfg)
+	for _, o := range opts {
+		o(s)
+	}
+	if s.metrics == nil {
+		s.metrics = metrics.New()
+	}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 
 	pub, err := netip.ParseAddr(cfg.Media.PublicIP)
@@ -115,7 +125,7 @@ func NewServer(cfg *config.Config, log *logrus.Entry) (*Server, error) {
 }
 
 func (s *Server) listen() error {
-	c := s.cfg.SIP
+	c := s.config().SIP
 	tlsConf, err := wsip.ServerTLSConfig(c.WhatsAppListen.CertFile, c.WhatsAppListen.KeyFile)
 	if err != nil {
 		return fmt.Errorf("sip.whatsapp_listen: %w", err)
@@ -192,7 +202,7 @@ func hostOrPublic(listen netip.AddrPort, public netip.Addr) string {
 }
 
 func (s *Server) setupWhatsAppSide() error {
-	c := s.cfg.SIP
+	c := s.config().SIP
 	clientTLS, err := wsip.ClientTLSConfig(c.WhatsAppCAFile, "")
 	if err != nil {
 		return fmt.Errorf("sip.whatsapp_ca_file: %w", err)
@@ -251,7 +261,7 @@ func (s *Server) setupPBXSide() error {
 		return fmt.Errorf("pbx side server: %w", err)
 	}
 	opts := []sipgo.ClientOption{sipgo.WithClientHostname(host)}
-	if s.cfg.PBX.Transport == "" || s.cfg.PBX.Transport == "udp" {
+	if t := s.config().PBX.Transport; t == "" || t == config.TransportUDP {
 		// Send from the listening socket: PBXs match trunks by source address and port.
 		opts = append(opts, sipgo.WithClientConnectionAddr(a.PBXUDP.String()))
 	}
@@ -260,7 +270,7 @@ func (s *Server) setupPBXSide() error {
 		return fmt.Errorf("pbx side client: %w", err)
 	}
 	contact := sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: userAgent, Host: host, Port: int(listen.Port())}}
-	if s.cfg.PBX.Transport == "tcp" {
+	if s.config().PBX.Transport == config.TransportTCP {
 		contact.Address.UriParams = sipmsg.NewParams()
 		contact.Address.UriParams.Add("transport", "tcp")
 	}
@@ -340,6 +350,9 @@ func (s *Server) shutdown() {
 	_ = s.pbx.ua.Close()
 }
 
+// config is the configuration in force (Reload replaces it).
+func (s *Server) config() *config.Config { return s.cfg.Load() }
+
 // ActiveCalls is the number of calls in progress.
 func (s *Server) ActiveCalls() int {
 	s.mu.Lock()
@@ -352,9 +365,11 @@ func (s *Server) admit() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining {
-		return sipErr(503, "Service Unavailable", "wabridge is shutting down", nil)
+		s.metrics.Rejected.WithLabelValues("draining").Inc()
+		return sipErr(503, "Service Unavailable", "wabridge is draining", nil)
 	}
-	if max := s.cfg.Limits.MaxCalls; max > 0 && s.active >= max {
+	if max := s.config().Limits.MaxCalls; max > 0 && s.active >= max {
+		s.metrics.Rejected.WithLabelValues("call_limit").Inc()
 		return sipErr(503, "Service Unavailable", "call limit reached ("+strconv.Itoa(max)+")", nil)
 	}
 	s.active++

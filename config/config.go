@@ -39,6 +39,10 @@ const (
 	// without business media (whatsapp-calling.md §4.7). When our peers go silent that long the
 	// call is dead on Meta's side anyway, so we end both legs instead of holding a PBX channel open.
 	DefaultInactivityTimeout = Duration(30 * time.Second)
+	// DefaultDrainTimeout is how long SIGTERM waits for active calls before hanging them up.
+	// WhatsApp calls are conversations with customers: a minute lets most finish, and the
+	// systemd unit's TimeoutStopSec (90 s) leaves room for the BYEs after it.
+	DefaultDrainTimeout = Duration(60 * time.Second)
 
 	// DefaultPBXTransport is UDP because that is what PBX trunks use unless told otherwise.
 	DefaultPBXTransport = TransportUDP
@@ -248,6 +252,9 @@ type PBXRoute struct {
 // Limits caps load.
 type Limits struct {
 	MaxCalls int `yaml:"max_calls" koanf:"max_calls"` // concurrent calls; 0 = no limit beyond the RTP port range
+	// DrainTimeout bounds a graceful stop (SIGTERM): new calls get 503 at once, active ones may
+	// finish for this long, then both legs of the rest are hung up.
+	DrainTimeout Duration `yaml:"drain_timeout" koanf:"drain_timeout"`
 }
 
 // HTTP is the health/metrics listener.

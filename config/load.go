@@ -96,6 +96,7 @@ func defaults() *Config {
 			RTPPortMax:        DefaultRTPPortMax,
 			InactivityTimeout: DefaultInactivityTimeout,
 		},
+		Limits: Limits{DrainTimeout: DefaultDrainTimeout},
 		PBX: PBX{
 			Transport: DefaultPBXTransport,
 			Register:  PBXRegister{Expires: DefaultRegisterExpires},

@@ -332,6 +332,9 @@ func validateNumberSIP(p *problems, key string, s *NumberSIP) {
 
 func (c *Config) validateLimits(p *problems) {
 	l, m := &c.Limits, &c.Media
+	if l.DrainTimeout < 0 {
+		p.add("limits.drain_timeout", "must not be negative")
+	}
 	if l.MaxCalls < 0 {
 		p.add("limits.max_calls", "must be 0 (no limit) or positive")
 		return

@@ -48,7 +48,7 @@ func main() {
 }
 
 // serveFunc runs the bridge with a loaded config until ctx is cancelled.
-type serveFunc func(ctx context.Context, cfg *config.Config, log *logrus.Logger) error
+type serveFunc func(ctx context.Context, cfg *config.Config, reload func() (*config.Config, error), log *logrus.Logger) error
 
 // cli is the command-line program with its outputs and the bridge entry point injected, so tests
 // drive it in-process.
@@ -71,6 +71,7 @@ func (c *cli) commands() []command {
 		{"run", "[--config FILE]", "run the bridge (the default command)", c.cmdRun},
 		{"check-config", "[--config FILE]", "validate a config file, list every problem, and exit", c.cmdCheckConfig},
 		{"version", "", "print the version, commit and Go version", c.cmdVersion},
+		{"healthcheck", "[--url URL]", "exit 0 when the health endpoint answers 200 (for container HEALTHCHECKs)", c.cmdHealthcheck},
 		{"demo", "[--json] [-v]", "run wabridge between a simulated WhatsApp and a simulated PBX, place two calls and report", c.cmdDemo},
 		{"selftest", "", "run the built-in end-to-end checks (not implemented yet)", c.notImplemented},
 	}

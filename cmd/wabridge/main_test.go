@@ -32,7 +32,7 @@ type result struct {
 func runCLI(t *testing.T, serve serveFunc, args ...string) result {
 	t.Helper()
 	if serve == nil {
-		serve = func(context.Context, *config.Config, *logrus.Logger) error {
+		serve = func(context.Context, *config.Config, func() (*config.Config, error), *logrus.Logger) error {
 			t.Error("serve called unexpectedly")
 			return nil
 		}
@@ -111,7 +111,7 @@ func TestRunLoadsConfigAndServes(t *testing.T) {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			var got *config.Config
 			var gotLog *logrus.Logger
-			serve := func(ctx context.Context, cfg *config.Config, log *logrus.Logger) error {
+			serve := func(ctx context.Context, cfg *config.Config, _ func() (*config.Config, error), log *logrus.Logger) error {
 				got, gotLog = cfg, log
 				require.NoError(t, ctx.Err(), "context is live while serving")
 				return nil
@@ -135,7 +135,7 @@ func TestRunLoadsConfigAndServes(t *testing.T) {
 
 func TestRunReportsServeError(t *testing.T) {
 	exampleEnv(t)
-	r := runCLI(t, func(context.Context, *config.Config, *logrus.Logger) error {
+	r := runCLI(t, func(context.Context, *config.Config, func() (*config.Config, error), *logrus.Logger) error {
 		return errors.New("listen tcp 0.0.0.0:5061: address already in use")
 	}, "run", "--config", examplePath)
 	assert.Equal(t, exitFailure, r.code)
@@ -146,18 +146,6 @@ func TestRunBadConfig(t *testing.T) {
 	r := runCLI(t, nil, "run", "--config", "/nonexistent/wabridge.yaml")
 	assert.Equal(t, exitFailure, r.code)
 	assert.Contains(t, r.stderr, "no such file or directory")
-}
-
-// TestServePlaceholderStopsOnCancel checks the placeholder returns once the context is done,
-// which is how SIGINT/SIGTERM reach it through signal.NotifyContext.
-func TestServePlaceholderStopsOnCancel(t *testing.T) {
-	exampleEnv(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	var stdout, stderr bytes.Buffer
-	c := &cli{stdout: &stdout, stderr: &stderr, serve: serve}
-	assert.Equal(t, exitOK, c.run(ctx, []string{"run", "--config", examplePath}), stderr.String())
-	assert.Contains(t, stdout.String(), "wabridge stopped")
 }
 
 func TestHelp(t *testing.T) {
