@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wabridge/wabridge/internal/peertest"
+	"github.com/wabridge/wabridge/wasim"
 )
 
 // TestBaresipAsWhatsAppSide proves SDES-SRTP and SIP/TLS interop with an implementation we did
@@ -58,4 +59,42 @@ func TestBaresipAsWhatsAppSide(t *testing.T) {
 	f, err := w.DominantFrequency()
 	require.NoError(t, err)
 	assert.InDelta(t, 440, f, 5, "baresip must hear its own tone echoed through wabridge and the PBX")
+}
+
+// TestBaresipAsSRTPPBX: with pbx.srtp the PBX leg is SDES-SRTP too; baresip plays an SRTP-only
+// PBX (srtp-mand, auto-answer). The WhatsApp side echoes, so baresip must record its own tone
+// after two SRTP legs and two re-encryptions.
+func TestBaresipAsSRTPPBX(t *testing.T) {
+	t.Parallel()
+	cert, key := peertest.SelfSignedCert(t)
+	pbx := peertest.StartBaresip(t, peertest.BaresipOptions{
+		CertPEM: cert, KeyPEM: key,
+		Account:     "<sip:" + strings.TrimPrefix(business, "+") + "@127.0.0.1>;regint=0;answermode=auto;mediaenc=srtp-mand;audio_codecs=opus/48000/2",
+		AudioSource: "ausine,440",
+	})
+	h := newHarness(t, harnessOptions{pbxAddr: pbx.SIPAddr.String(), pbxExtra: "  srtp: true"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	call, err := h.dial(ctx, wasim.DialOptions{})
+	require.NoError(t, err)
+	call.Media.Echo(true)
+	ev, err := pbx.WaitEvent(ctx, "CALL_MENC", "CALL_CLOSED")
+	require.NoError(t, err)
+	require.Equal(t, "CALL_MENC", ev.Type, ev.Param)
+	assert.Contains(t, ev.Param, "AES_CM_128_HMAC_SHA1", "the PBX leg must be SDES-SRTP")
+
+	time.Sleep(3 * time.Second)
+	require.NoError(t, call.Hangup(ctx))
+	_, err = pbx.WaitEvent(ctx, "CALL_CLOSED")
+	require.NoError(t, err)
+	h.waitIdle()
+	pbx.Stop()
+	recs := pbx.Recordings()
+	require.Len(t, recs, 1)
+	w, err := peertest.ReadWAV(recs[0])
+	require.NoError(t, err)
+	f, err := w.DominantFrequency()
+	require.NoError(t, err)
+	assert.InDelta(t, 440, f, 5, "the PBX must hear its own tone echoed by WhatsApp through two SRTP legs")
+	assert.Zero(t, call.Media.Stats().AuthFailures)
 }
