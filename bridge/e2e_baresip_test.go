@@ -3,6 +3,9 @@ package bridge_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -97,4 +100,48 @@ func TestBaresipAsSRTPPBX(t *testing.T) {
 	require.NoError(t, err)
 	assert.InDelta(t, 440, f, 5, "the PBX must hear its own tone echoed by WhatsApp through two SRTP legs")
 	assert.Zero(t, call.Media.Stats().AuthFailures)
+}
+
+// TestBaresipAsTLSPBX: pbx.transport tls — the trunk to the PBX is SIP over TLS (verified against
+// pbx.ca_file) with SDES-SRTP media; baresip is the PBX.
+func TestBaresipAsTLSPBX(t *testing.T) {
+	t.Parallel()
+	cert, key := peertest.SelfSignedCert(t)
+	caFile := filepath.Join(t.TempDir(), "pbx-ca.pem")
+	require.NoError(t, os.WriteFile(caFile, cert, 0o600))
+	pbx := peertest.StartBaresip(t, peertest.BaresipOptions{
+		TLS: true, CertPEM: cert, KeyPEM: key,
+		Account:     "<sip:" + strings.TrimPrefix(business, "+") + "@127.0.0.1;transport=tls>;regint=0;answermode=auto;mediaenc=srtp-mand;audio_codecs=opus/48000/2",
+		AudioSource: "ausine,440",
+	})
+	h := newHarness(t, harnessOptions{pbxAddr: pbx.TLSAddr.String(), pbxTLS: true,
+		pbxExtra: fmt.Sprintf("  transport: tls\n  srtp: true\n  ca_file: %q", caFile)})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	call, err := h.dial(ctx, wasim.DialOptions{})
+	require.NoError(t, err)
+	call.Media.Echo(true)
+	ev, err := pbx.WaitEvent(ctx, "CALL_MENC", "CALL_CLOSED")
+	require.NoError(t, err)
+	require.Equal(t, "CALL_MENC", ev.Type, ev.Param)
+	time.Sleep(2 * time.Second)
+	require.NoError(t, call.Hangup(ctx))
+	_, err = pbx.WaitEvent(ctx, "CALL_CLOSED")
+	require.NoError(t, err)
+	h.waitIdle()
+	pbx.Stop()
+	// The INVITE reached baresip's TLS port over TLS.
+	assert.Regexp(t, `TLS 127\.0\.0\.1:\d+ -> `+regexp.QuoteMeta(pbx.TLSAddr.String())+`\s+INVITE `, readFile(t, filepath.Join(pbx.Dir(), "stdout.log")))
+	recs := pbx.Recordings()
+	require.Len(t, recs, 1)
+	f, err := peertest.DominantFrequency(recs[0])
+	require.NoError(t, err)
+	assert.InDelta(t, 440, f, 5)
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(b)
 }

@@ -52,6 +52,7 @@ type harnessOptions struct {
 	digest           string
 	pbxExtra         string // more YAML lines under pbx:, indented by two spaces
 	maxCalls         int
+	pbxTLS           bool // also listen for the PBX on TLS (127.0.0.1:0)
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -88,11 +89,15 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if inactivity == 0 {
 		inactivity = 10 * time.Second
 	}
+	pbxTLS := ""
+	if o.pbxTLS {
+		pbxTLS = "127.0.0.1:0"
+	}
 	yaml := fmt.Sprintf(`
 log: {level: debug}
 sip:
   hostname: 127.0.0.1
-  pbx_listen: {udp: "127.0.0.1:0", tcp: ""}
+  pbx_listen: {udp: "127.0.0.1:0", tcp: "", tls: %q}
   whatsapp_listen: {tls: "127.0.0.1:0", cert_file: %q, key_file: %q}
   whatsapp_ca_file: %q
 media:
@@ -112,7 +117,7 @@ numbers:
       srtp: sdes
       edge: {host: wa.meta.vc, address: %q}
       additional_codecs: [%s]
-`, certFile, keyFile, caFile, inactivity, o.pbxAddr, o.pbxExtra, o.maxCalls, business, sipHostname, sipPassword, edge.Addr().String(),
+`, pbxTLS, certFile, keyFile, caFile, inactivity, o.pbxAddr, o.pbxExtra, o.maxCalls, business, sipHostname, sipPassword, edge.Addr().String(),
 		strings.Join(o.additionalCodecs, ","))
 	cfg, err := config.Parse([]byte(yaml))
 	require.NoError(t, err)

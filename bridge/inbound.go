@@ -250,6 +250,10 @@ func (c *Call) pbxInvite(info wsip.WhatsAppInfo, offer *media.Description) (*sip
 		return nil, sipErr(503, "Service Unavailable", "pbx.address", err)
 	}
 	target := sipmsg.Uri{Scheme: "sip", User: c.number.PBXExtension(), Host: host, Port: port}
+	if t := c.cfg.PBX.Transport; t != "" && t != config.TransportUDP {
+		target.UriParams = sipmsg.NewParams()
+		target.UriParams.Add("transport", string(t))
+	}
 	req := sipmsg.NewRequest(sipmsg.INVITE, target)
 	if t := c.cfg.PBX.Transport; t != "" && t != config.TransportUDP {
 		req.SetTransport(strings.ToUpper(string(t)))

@@ -62,6 +62,7 @@ type Server struct {
 	waTLS  net.Listener
 	pbxUDP net.PacketConn
 	pbxTCP net.Listener
+	pbxTLS net.Listener
 
 	regs    *registrations
 	metrics *metrics.Metrics
@@ -80,6 +81,7 @@ type Addrs struct {
 	WhatsAppTLS netip.AddrPort
 	PBXUDP      netip.AddrPort
 	PBXTCP      netip.AddrPort
+	PBXTLS      netip.AddrPort
 }
 
 // NewServer validates what the config implies at run time (certificates, addresses, the port
@@ -150,11 +152,18 @@ func (s *Server) listen() error {
 			return fmt.Errorf("sip.pbx_listen.tcp: %w", err)
 		}
 	}
+	if c.PBXListen.TLS != "" {
+		l, err := net.Listen("tcp", c.PBXListen.TLS)
+		if err != nil {
+			return fmt.Errorf("sip.pbx_listen.tls: %w", err)
+		}
+		s.pbxTLS = tls.NewListener(l, tlsConf)
+	}
 	return nil
 }
 
 func (s *Server) closeListeners() {
-	for _, c := range []interface{ Close() error }{s.waTLS, s.pbxUDP, s.pbxTCP} {
+	for _, c := range []interface{ Close() error }{s.waTLS, s.pbxUDP, s.pbxTCP, s.pbxTLS} {
 		if c != nil && !isNilCloser(c) {
 			_ = c.Close()
 		}
@@ -182,6 +191,9 @@ func (s *Server) Addrs() Addrs {
 	}
 	if s.pbxTCP != nil {
 		a.PBXTCP = addrPortOf(s.pbxTCP.Addr())
+	}
+	if s.pbxTLS != nil {
+		a.PBXTLS = addrPortOf(s.pbxTLS.Addr())
 	}
 	return a
 }
@@ -247,12 +259,21 @@ func (s *Server) setupWhatsAppSide() error {
 
 func (s *Server) setupPBXSide() error {
 	a := s.Addrs()
+	cfg := s.config()
 	listen := a.PBXUDP
-	if !listen.IsValid() {
+	switch cfg.PBX.Transport {
+	case config.TransportTCP:
 		listen = a.PBXTCP
+	case config.TransportTLS:
+		listen = a.PBXTLS
 	}
 	host := hostOrPublic(listen, s.publicIP)
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent(userAgent), sipgo.WithUserAgentHostname(host))
+	clientTLS, err := wsip.ClientTLSConfig(cfg.PBX.CAFile, "")
+	if err != nil {
+		return fmt.Errorf("pbx.ca_file: %w", err)
+	}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent(userAgent), sipgo.WithUserAgentHostname(host),
+		sipgo.WithUserAgenTLSConfig(clientTLS))
 	if err != nil {
 		return fmt.Errorf("pbx side user agent: %w", err)
 	}
@@ -270,9 +291,9 @@ func (s *Server) setupPBXSide() error {
 		return fmt.Errorf("pbx side client: %w", err)
 	}
 	contact := sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: userAgent, Host: host, Port: int(listen.Port())}}
-	if s.config().PBX.Transport == config.TransportTCP {
+	if t := cfg.PBX.Transport; t == config.TransportTCP || t == config.TransportTLS {
 		contact.Address.UriParams = sipmsg.NewParams()
-		contact.Address.UriParams.Add("transport", "tcp")
+		contact.Address.UriParams.Add("transport", string(t))
 	}
 	s.pbx = side{ua: ua, srv: srv, cli: cli, contact: contact, host: host}
 	s.pbx.dua = &sipgo.DialogUA{Client: cli, ContactHDR: contact}
@@ -289,7 +310,7 @@ func (s *Server) setupPBXSide() error {
 
 // Serve runs until ctx ends, then hangs up every call and closes the listeners.
 func (s *Server) Serve(ctx context.Context) error {
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- s.wa.srv.ServeTLS(s.waTLS) }()
 	n := 1
 	if s.pbxUDP != nil {
@@ -300,6 +321,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		n++
 		go func() { errc <- s.pbx.srv.ServeTCP(s.pbxTCP) }()
 	}
+	if s.pbxTLS != nil {
+		n++
+		go func() { errc <- s.pbx.srv.ServeTLS(s.pbxTLS) }()
+	}
 	regCtx, stopRegs := context.WithCancel(context.Background())
 	defer stopRegs()
 	if err := s.startRegistrations(regCtx); err != nil {
@@ -307,7 +332,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		return err
 	}
 	s.log.WithFields(logrus.Fields{"whatsapp_tls": s.Addrs().WhatsAppTLS.String(), "pbx_udp": s.Addrs().PBXUDP.String(),
-		"pbx_tcp": s.Addrs().PBXTCP.String()}).Info("wabridge listening")
+		"pbx_tcp": s.Addrs().PBXTCP.String(), "pbx_tls": s.Addrs().PBXTLS.String()}).Info("wabridge listening")
 
 	var serveErr error
 	select {

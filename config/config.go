@@ -148,6 +148,9 @@ type SIP struct {
 type PBXListen struct {
 	UDP string `yaml:"udp" koanf:"udp"`
 	TCP string `yaml:"tcp" koanf:"tcp"`
+	// TLS serves the PBX over SIP/TLS with the sip.whatsapp_listen certificate. Off by default:
+	// most trunks to a PBX on the same LAN are UDP. Required when pbx.transport is tls.
+	TLS string `yaml:"tls" koanf:"tls"`
 }
 
 // WhatsAppListen is the TLS listener Meta connects to for user-initiated calls.
@@ -178,8 +181,11 @@ type PBX struct {
 	Transport Transport   `yaml:"transport" koanf:"transport"`
 	SRTP      bool        `yaml:"srtp" koanf:"srtp"` // SDES-SRTP toward the PBX; plain RTP otherwise
 	Register  PBXRegister `yaml:"register" koanf:"register"`
-	OpusPT    int         `yaml:"opus_pt" koanf:"opus_pt"`
-	DTMFPT    int         `yaml:"dtmf_pt" koanf:"dtmf_pt"`
+	// CAFile is a PEM bundle of extra CAs trusted for the PBX's certificate with transport tls
+	// (a PBX with a private CA or a self-signed certificate). System roots are always trusted.
+	CAFile string `yaml:"ca_file" koanf:"ca_file"`
+	OpusPT int    `yaml:"opus_pt" koanf:"opus_pt"`
+	DTMFPT int    `yaml:"dtmf_pt" koanf:"dtmf_pt"`
 }
 
 // PBXRegister makes the bridge register to the PBX, for PBXs that only send calls to registered

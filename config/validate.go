@@ -76,6 +76,17 @@ func (c *Config) validateSIP(p *problems) {
 	if s.PBXListen.TCP != "" {
 		p.addErr("sip.pbx_listen.tcp", checkHostPort(s.PBXListen.TCP, true))
 	}
+	if s.PBXListen.TLS != "" {
+		p.addErr("sip.pbx_listen.tls", checkHostPort(s.PBXListen.TLS, true))
+		if s.WhatsAppListen.CertFile == "" {
+			p.add("sip.pbx_listen.tls", "needs sip.whatsapp_listen.cert_file and key_file: the PBX listener uses that certificate")
+		}
+	}
+	if c.PBX.CAFile != "" {
+		if _, err := os.ReadFile(c.PBX.CAFile); err != nil {
+			p.add("pbx.ca_file", "%v", err)
+		}
+	}
 	// Our requests to the PBX leave from the listener of the same transport, so its responses
 	// and in-dialog requests (BYE) come back there; without it, calls to the PBX half-work.
 	switch {
@@ -83,6 +94,8 @@ func (c *Config) validateSIP(p *problems) {
 		p.add("sip.pbx_listen.udp", "must be set when pbx.transport is udp: the PBX's responses and requests arrive there")
 	case c.PBX.Transport == TransportTCP && s.PBXListen.TCP == "":
 		p.add("sip.pbx_listen.tcp", "must be set when pbx.transport is tcp: the PBX's responses and requests arrive there")
+	case c.PBX.Transport == TransportTLS && s.PBXListen.TLS == "":
+		p.add("sip.pbx_listen.tls", "must be set when pbx.transport is tls: the PBX's requests arrive there")
 	}
 
 	var hostnames []string // each SIP number's name, which the certificate must carry
