@@ -1,6 +1,8 @@
 package wasim
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -32,9 +34,16 @@ type Answer struct {
 	// meanwhile ends the call with 487.
 	RingFor time.Duration
 	// Suites are the SDES suites the edge accepts (when empty: AES_CM_128_HMAC_SHA1_80/_32
-	// and AES_256_CM_HMAC_SHA1_80/_32); an offer with none of them gets 488.
+	// and AES_256_CM_HMAC_SHA1_80/_32); an offer with none of them gets 488. SDES numbers only.
 	Suites []string
+	// DTLSSetup is the edge's a=setup when a DTLS number answers an a=setup:actpass offer:
+	// SetupActive (default, Meta's published answer) or SetupPassive. DTLS numbers only.
+	DTLSSetup string
 }
+
+// answerTimeout bounds building the WebRTC answer (pion's offer/answer and host-only
+// gathering, normally a few milliseconds).
+const answerTimeout = 5 * time.Second
 
 // ackTimeout is how long the edge waits for the ACK of its 2xx: 64×T1, after which RFC 3261
 // §13.3.1.4 says the UAS gives up on the session.
@@ -117,18 +126,33 @@ func (e *Edge) businessInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 
-	// 4. SDP: RTP/SAVP, a usable a=crypto, opus/48000/2.
-	offer, err := checkOffer(req.Body())
+	// 4. SDP, by the number's key exchange (§4.1): SDES wants RTP/SAVP, a usable a=crypto
+	// and opus/48000/2; DTLS wants a=fingerprint, UDP/TLS/RTP/SAVPF, ICE credentials and
+	// opus/48000/2.
+	check := checkOffer
+	if num.dtls() {
+		check = func(body []byte) (*media.Description, error) {
+			d, sdpNotes, err := checkWebRTCOffer(body)
+			notes = append(notes, sdpNotes...)
+			return d, err
+		}
+	}
+	offer, err := check(req.Body())
 	if err != nil {
 		reject(sip.StatusNotAcceptableHere, "Not Acceptable Here", err.Error(), err.Error())
 		return
 	}
-
-	peer, err := NewPeer(PeerConfig{Log: log, IP: e.addr.Addr()})
+	var peer Media
+	if num.dtls() {
+		peer, err = NewWebRTCPeer(WebRTCPeerConfig{Log: log, IPs: webrtcIPs(e.addr.Addr())})
+	} else {
+		peer, err = NewPeer(PeerConfig{Log: log, IP: e.addr.Addr()})
+	}
 	if err != nil {
 		reject(sip.StatusServiceUnavailable, "Service Unavailable", "Internal error", err.Error())
 		return
 	}
+
 	c := e.newCall(BusinessInitiated, business, user, newWACID(), callID, peer)
 	c.InviteRequest = req
 	for _, n := range notes {
@@ -236,25 +260,21 @@ func (c *Call) run(tx sip.ServerTransaction, local *sip.Request, offer *media.De
 		return
 	}
 
-	suites := ans.Suites
-	if len(suites) == 0 {
-		suites = defaultAcceptSuites
+	var sdp []byte
+	var fail *answerFailure
+	if c.webrtc != nil {
+		sdp, fail = c.answerWebRTC(ans)
+	} else {
+		sdp, fail = c.answerSDES(offer, ans)
 	}
-	remoteKey, localKey, err := pickCrypto(offer.Crypto, suites)
-	if err != nil {
-		res := sip.NewResponseFromRequest(local, sip.StatusNotAcceptableHere, "Not Acceptable Here", nil)
-		res.AppendHeader(warningHeader(err.Error()))
+	if fail != nil {
+		c.log.WithError(fail.err).WithField("code", fail.code).Info("business-initiated call not answerable")
+		res := sip.NewResponseFromRequest(local, fail.code, fail.reason, nil)
+		res.AppendHeader(warningHeader(fail.warning))
 		_ = tx.Respond(res)
-		c.end(EndedRejected)
+		c.end(fail.ended)
 		return
 	}
-	codecs := answerCodecs(offer)
-	if err := c.Media.Connect(Link{Remote: offer.RTPAddr(), LocalKey: localKey, RemoteKey: remoteKey, Codecs: codecs}); err != nil {
-		respond(tx, local, sip.StatusServiceUnavailable, "Service Unavailable", "Internal error")
-		c.end(EndedFailed)
-		return
-	}
-	sdp := metaSDP(c.Media.LocalAddr(), uint64(randUint32()), codecs, []media.Crypto{localKey}, c.Media.SSRC())
 	res := newResponse(sip.StatusOK, "OK", sdp)
 	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	c.markAnswered(res, true)
@@ -278,6 +298,50 @@ func (c *Call) run(tx sip.ServerTransaction, local *sip.Request, offer *media.De
 	case <-c.done:
 	case <-e.closeCh:
 	}
+}
+
+// answerFailure is why the edge cannot answer an offer it accepted at first sight.
+type answerFailure struct {
+	code            int
+	reason, warning string
+	ended           string
+	err             error
+}
+
+// answerSDES picks the crypto suite, connects the SDES peer and writes the answer.
+func (c *Call) answerSDES(offer *media.Description, ans Answer) ([]byte, *answerFailure) {
+	suites := ans.Suites
+	if len(suites) == 0 {
+		suites = defaultAcceptSuites
+	}
+	remoteKey, localKey, err := pickCrypto(offer.Crypto, suites)
+	if err != nil {
+		return nil, &answerFailure{sip.StatusNotAcceptableHere, "Not Acceptable Here", err.Error(), EndedRejected, err}
+	}
+	codecs := answerCodecs(offer)
+	if err := c.sdes.Connect(Link{Remote: offer.RTPAddr(), LocalKey: localKey, RemoteKey: remoteKey, Codecs: codecs}); err != nil {
+		return nil, &answerFailure{sip.StatusServiceUnavailable, "Service Unavailable", "Internal error", EndedFailed, err}
+	}
+	return metaSDP(c.sdes.LocalAddr(), uint64(randUint32()), codecs, []media.Crypto{localKey}, c.sdes.SSRC()), nil
+}
+
+// answerWebRTC applies the business's offer to the WebRTC peer and returns Meta's answer.
+// pion refusing the offer is an SDP validation error for Meta too (488).
+func (c *Call) answerWebRTC(ans Answer) ([]byte, *answerFailure) {
+	switch ans.DTLSSetup {
+	case "", SetupActive, SetupPassive:
+	default:
+		err := fmt.Errorf("wasim: Answer.DTLSSetup %q, want %q or %q", ans.DTLSSetup, SetupActive, SetupPassive)
+		return nil, &answerFailure{sip.StatusInternalServerError, "Server Internal Error", err.Error(), EndedFailed, err}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
+	defer cancel()
+	sdp, err := c.webrtc.Answer(ctx, c.InviteRequest.Body(), ans.DTLSSetup)
+	if err != nil {
+		return nil, &answerFailure{sip.StatusNotAcceptableHere, "Not Acceptable Here",
+			"SDP validation error: " + err.Error(), EndedRejected, err}
+	}
+	return sdp, nil
 }
 
 // defaultReason is the reason phrase Meta uses for the rejections it documents (§5.3).

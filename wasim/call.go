@@ -35,11 +35,16 @@ type Call struct {
 	// InviteRequest is the INVITE the edge received (business-initiated) or sent
 	// (user-initiated; the authenticated one when wabridge challenged). Read-only.
 	InviteRequest *sip.Request
-	// Media is the WhatsApp media peer of the call.
-	Media *Peer
+	// Media is the WhatsApp media peer of the call: a *Peer (SDES) or a *WebRTCPeer (DTLS),
+	// following the business number's Number.SRTP.
+	Media Media
 
 	edge *Edge
 	log  *logrus.Entry
+	// The transport behind Media, for the offer/answer code; exactly one is set.
+	sdes   *Peer
+	webrtc *WebRTCPeer
+	stream *stream
 
 	mu           sync.Mutex
 	localHdr     *sip.FromHeader // our side, as From of requests we send in the dialog
@@ -62,14 +67,14 @@ type Call struct {
 	done     chan struct{}
 }
 
-func (e *Edge) newCall(dir Direction, business, user, wacid, callID string, peer *Peer) *Call {
+func (e *Edge) newCall(dir Direction, business, user, wacid, callID string, m Media) *Call {
 	c := &Call{
 		WACID:     wacid,
 		Direction: dir,
 		Business:  business,
 		User:      user,
 		CallID:    callID,
-		Media:     peer,
+		Media:     m,
 		edge:      e,
 		log: e.log.WithFields(logrus.Fields{
 			"wacid": wacid, "direction": string(dir), "business": business, "user": user,
@@ -78,8 +83,15 @@ func (e *Edge) newCall(dir Direction, business, user, wacid, callID string, peer
 		acked:    make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	peer.log = c.log.WithField("component", "media")
-	peer.onViolation = c.recordViolation
+	switch m := m.(type) {
+	case *Peer:
+		c.sdes, c.stream = m, m.stream
+	case *WebRTCPeer:
+		c.webrtc, c.stream = m, m.stream
+	default:
+		panic(fmt.Sprintf("wasim: call media %T", m))
+	}
+	c.stream.setOwner(c.log.WithField("component", "media"), c.recordViolation)
 	return c
 }
 

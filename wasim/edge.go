@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,7 +30,22 @@ type Number struct {
 	Hostname string
 	// PhoneNumberID appears in Meta's error texts; derived from the number when empty.
 	PhoneNumberID string
+	// SRTP is the number's calling.srtp_key_exchange_protocol: SRTPSDES (default when
+	// empty: RTP/SAVP with a=crypto, media by Peer) or SRTPDTLS (Meta's WebRTC profile: ICE-lite
+	// plus DTLS-SRTP over UDP/TLS/RTP/SAVPF, media by WebRTCPeer). It decides what the edge
+	// offers in Dial and what it accepts in business-initiated INVITEs
+	// (whatsapp-calling.md §4.1, §5.3 step 4).
+	SRTP string
 }
+
+// Key exchange protocols for Number.SRTP (whatsapp-calling.md §0 item 2).
+const (
+	SRTPSDES = "SDES"
+	SRTPDTLS = "DTLS"
+)
+
+// dtls reports whether the number uses Meta's WebRTC media profile.
+func (n Number) dtls() bool { return n.SRTP == SRTPDTLS }
 
 // EdgeConfig configures NewEdge.
 type EdgeConfig struct {
@@ -104,6 +120,14 @@ func NewEdge(cfg EdgeConfig) (*Edge, error) {
 		}
 		if num.PhoneNumberID == "" {
 			num.PhoneNumberID = "10" + n[1:]
+		}
+		switch strings.ToUpper(num.SRTP) {
+		case "", SRTPSDES:
+			num.SRTP = SRTPSDES
+		case SRTPDTLS:
+			num.SRTP = SRTPDTLS
+		default:
+			return nil, fmt.Errorf("wasim: business number %s: SRTP key exchange %q, want %s or %s", n, num.SRTP, SRTPSDES, SRTPDTLS)
 		}
 		numbers[n] = num
 	}

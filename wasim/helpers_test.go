@@ -15,6 +15,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/wabridge/wabridge/media"
 )
@@ -31,7 +32,7 @@ func TestMain(m *testing.M) {
 	// sipgo objects created by the tests (not the edge) log through slog's default.
 	sip.SetDefaultLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	logrus.SetLevel(logrus.WarnLevel)
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 func testLog(t *testing.T) *logrus.Entry {

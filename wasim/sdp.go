@@ -195,8 +195,16 @@ func checkAnswer(body []byte, offered []media.Codec, cryptos []media.Crypto) (*m
 		problems = append(problems, fmt.Sprintf("SDP answer has %d a=crypto lines, an answer accepts exactly one", len(d.Crypto)))
 	}
 
+	problems = append(problems, answerCodecProblems(d.Codecs, offered)...)
+	return d, accepted, problems
+}
+
+// answerCodecProblems checks that an answer's codecs were all offered with the same payload
+// type and that at least one of them is audio (not telephone-event).
+func answerCodecProblems(answered, offered []media.Codec) []string {
+	var problems []string
 	audio := 0
-	for _, c := range d.Codecs {
+	for _, c := range answered {
 		i := slices.IndexFunc(offered, func(o media.Codec) bool { return o.PT == c.PT })
 		if i < 0 || !strings.EqualFold(offered[i].Name, c.Name) || offered[i].ClockRate != c.ClockRate {
 			problems = append(problems, fmt.Sprintf("SDP answer codec %d %s/%d was not offered with that payload type", c.PT, c.Name, c.ClockRate))
@@ -209,5 +217,5 @@ func checkAnswer(body []byte, offered []media.Codec, cryptos []media.Crypto) (*m
 	if audio == 0 {
 		problems = append(problems, "SDP answer has no audio codec")
 	}
-	return d, accepted, problems
+	return problems
 }

@@ -16,10 +16,10 @@ const defaultPtime = 20 * time.Millisecond
 // Echo turns echo mode on or off: every received audio packet's payload is sent back with
 // our own SSRC, sequence number and timestamp. Echo never sends before something was
 // received, so it respects Meta's maiden-packet rule by construction.
-func (p *Peer) Echo(on bool) {
-	p.mu.Lock()
-	p.echo = on
-	p.mu.Unlock()
+func (s *stream) Echo(on bool) {
+	s.mu.Lock()
+	s.echo = on
+	s.mu.Unlock()
 }
 
 // Send sends payloads as consecutive RTP packets with payload type pt, one every interval
@@ -28,8 +28,8 @@ func (p *Peer) Echo(on bool) {
 // interval, so tests can send faster than real time; marker bit on the first packet of the
 // stream. Like Meta, it waits until the business's first valid packet arrived (unless
 // PeerConfig.SendFirst) or ctx ends.
-func (p *Peer) Send(ctx context.Context, payloads [][]byte, pt uint8, interval time.Duration) error {
-	if err := p.waitReady(ctx); err != nil {
+func (s *stream) Send(ctx context.Context, payloads [][]byte, pt uint8, interval time.Duration) error {
+	if err := s.waitReady(ctx); err != nil {
 		return err
 	}
 	if interval <= 0 {
@@ -39,18 +39,18 @@ func (p *Peer) Send(ctx context.Context, payloads [][]byte, pt uint8, interval t
 	defer tick.Stop()
 	for i, payload := range payloads {
 		if i > 0 {
-			if err := p.wait(ctx, tick.C); err != nil {
+			if err := s.wait(ctx, tick.C); err != nil {
 				return err
 			}
 		}
-		p.txMu.Lock()
-		step := p.clockLocked(pt) * uint32(defaultPtime/time.Millisecond) / 1000
-		marker := !p.started
-		p.started = true
-		ts := p.ts
-		p.ts += step
-		err := p.writeLocked(pt, marker, ts, payload)
-		p.txMu.Unlock()
+		s.txMu.Lock()
+		step := s.clockLocked(pt) * uint32(defaultPtime/time.Millisecond) / 1000
+		marker := !s.started
+		s.started = true
+		ts := s.ts
+		s.ts += step
+		err := s.writeLocked(pt, marker, ts, payload)
+		s.txMu.Unlock()
 		if err != nil {
 			return err
 		}
@@ -63,7 +63,7 @@ func (p *Peer) Send(ctx context.Context, payloads [][]byte, pt uint8, interval t
 // three times, all with the event's start timestamp; the duration field counts 8 kHz ticks
 // (whatsapp-calling.md §4.8). The audio timestamp then moves on by duration. Like Send it
 // waits for the business's first packet.
-func (p *Peer) SendDTMF(ctx context.Context, digit rune, pt uint8, duration time.Duration) error {
+func (s *stream) SendDTMF(ctx context.Context, digit rune, pt uint8, duration time.Duration) error {
 	event, err := dtmfEvent(digit)
 	if err != nil {
 		return err
@@ -74,14 +74,14 @@ func (p *Peer) SendDTMF(ctx context.Context, digit rune, pt uint8, duration time
 	if duration > maxDTMFDuration {
 		duration = maxDTMFDuration
 	}
-	if err := p.waitReady(ctx); err != nil {
+	if err := s.waitReady(ctx); err != nil {
 		return err
 	}
-	p.txMu.Lock()
-	start := p.ts
-	p.ts += uint32(uint64(p.audioClk) * uint64(duration) / uint64(time.Second))
-	p.started = true
-	p.txMu.Unlock()
+	s.txMu.Lock()
+	start := s.ts
+	s.ts += uint32(uint64(s.audioClk) * uint64(duration) / uint64(time.Second))
+	s.started = true
+	s.txMu.Unlock()
 
 	frames := int(duration / defaultPtime)
 	perFrame := uint16(dtmfClock * defaultPtime / time.Second)
@@ -89,26 +89,28 @@ func (p *Peer) SendDTMF(ctx context.Context, digit rune, pt uint8, duration time
 	defer tick.Stop()
 	for i := 1; i <= frames; i++ {
 		if i > 1 {
-			if err := p.wait(ctx, tick.C); err != nil {
+			if err := s.wait(ctx, tick.C); err != nil {
 				return err
 			}
 		}
-		if err := p.write(pt, i == 1, start, encodeDTMF(event, false, uint16(i)*perFrame)); err != nil {
+		if err := s.write(pt, i == 1, start, encodeDTMF(event, false, uint16(i)*perFrame)); err != nil {
 			return err
 		}
 	}
 	total := uint16(frames) * perFrame
 	for range dtmfEndRepeats {
-		if err := p.write(pt, false, start, encodeDTMF(event, true, total)); err != nil {
+		if err := s.write(pt, false, start, encodeDTMF(event, true, total)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// waitReady blocks until Connect was called and, unless SendFirst, the maiden packet came.
-func (p *Peer) waitReady(ctx context.Context) error {
-	for _, ch := range []<-chan struct{}{p.connected, p.maidenOrNil()} {
+// waitReady blocks until the media is negotiated and, unless sendFirst, the maiden packet
+// came. For the WebRTC peer the maiden packet also proves that SRTP is running: pion drops
+// what is written before its SRTP session starts, without an error.
+func (s *stream) waitReady(ctx context.Context) error {
+	for _, ch := range []<-chan struct{}{s.connected, s.maidenOrNil()} {
 		if ch == nil {
 			continue
 		}
@@ -116,91 +118,77 @@ func (p *Peer) waitReady(ctx context.Context) error {
 		case <-ch:
 		case <-ctx.Done():
 			return fmt.Errorf("wasim: waiting for media: %w", ctx.Err())
-		case <-p.closed:
+		case <-s.closed:
 			return ErrPeerClosed
 		}
 	}
 	return nil
 }
 
-func (p *Peer) maidenOrNil() <-chan struct{} {
-	if p.cfg.SendFirst {
+func (s *stream) maidenOrNil() <-chan struct{} {
+	if s.sendFirst {
 		return nil
 	}
-	return p.maiden
+	return s.maiden
 }
 
-func (p *Peer) wait(ctx context.Context, tick <-chan time.Time) error {
+func (s *stream) wait(ctx context.Context, tick <-chan time.Time) error {
 	select {
 	case <-tick:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-p.closed:
+	case <-s.closed:
 		return ErrPeerClosed
 	}
 }
 
 // clockLocked is the RTP clock of pt; telephone-event rides on the audio timestamps.
-func (p *Peer) clockLocked(pt uint8) uint32 {
-	if c, ok := p.clocks[pt]; ok {
+func (s *stream) clockLocked(pt uint8) uint32 {
+	if c, ok := s.clocks[pt]; ok {
 		return c
 	}
-	return p.audioClk
+	return s.audioClk
 }
 
 // echoPacket sends a received payload back. Our timestamp advances by the distance between
 // the received timestamps, so echoed audio keeps its pacing; a jump or the first packet
 // advances by one 20 ms frame.
-func (p *Peer) echoPacket(rx Packet) {
-	p.txMu.Lock()
-	defer p.txMu.Unlock()
-	step := p.clockLocked(rx.PT) * uint32(defaultPtime/time.Millisecond) / 1000
-	if p.haveRxTS {
-		if d := rx.TS - p.lastRxTS; d > 0 && d < p.clockLocked(rx.PT) {
+func (s *stream) echoPacket(rx Packet) {
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	step := s.clockLocked(rx.PT) * uint32(defaultPtime/time.Millisecond) / 1000
+	if s.haveRxTS {
+		if d := rx.TS - s.lastRxTS; d > 0 && d < s.clockLocked(rx.PT) {
 			step = d
 		}
 	}
-	p.lastRxTS, p.haveRxTS = rx.TS, true
-	p.ts += step
-	marker := !p.started
-	p.started = true
-	if err := p.writeLocked(rx.PT, marker, p.ts, rx.Payload); err != nil && !errors.Is(err, net.ErrClosed) {
-		p.log.WithError(err).Debug("echo send failed")
+	s.lastRxTS, s.haveRxTS = rx.TS, true
+	s.ts += step
+	marker := !s.started
+	s.started = true
+	if err := s.writeLocked(rx.PT, marker, s.ts, rx.Payload); err != nil && !errors.Is(err, net.ErrClosed) {
+		s.logger().WithError(err).Debug("echo send failed")
 	}
 }
 
-func (p *Peer) write(pt uint8, marker bool, ts uint32, payload []byte) error {
-	p.txMu.Lock()
-	defer p.txMu.Unlock()
-	return p.writeLocked(pt, marker, ts, payload)
+func (s *stream) write(pt uint8, marker bool, ts uint32, payload []byte) error {
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	return s.writeLocked(pt, marker, ts, payload)
 }
 
-// writeLocked encrypts and sends one packet with the next sequence number. txMu held.
-func (p *Peer) writeLocked(pt uint8, marker bool, ts uint32, payload []byte) error {
-	if p.enc == nil {
-		return errors.New("wasim: peer not connected")
+// writeLocked sends one packet with the next sequence number through the transport. txMu held.
+func (s *stream) writeLocked(pt uint8, marker bool, ts uint32, payload []byte) error {
+	hdr := rtp.Header{
+		Version: 2, PayloadType: pt, SequenceNumber: s.seq, Timestamp: ts,
+		SSRC: s.ssrc, Marker: marker,
 	}
-	pkt := rtp.Packet{
-		Header: rtp.Header{
-			Version: 2, PayloadType: pt, SequenceNumber: p.seq, Timestamp: ts,
-			SSRC: p.ssrc, Marker: marker,
-		},
-		Payload: payload,
-	}
-	p.seq++
-	plain, err := pkt.Marshal()
-	if err != nil {
+	s.seq++
+	if err := s.send(&hdr, payload); err != nil {
 		return err
 	}
-	enc, err := p.enc.EncryptRTP(nil, plain, nil)
-	if err != nil {
-		return fmt.Errorf("wasim: SRTP encrypt: %w", err)
-	}
-	if _, err := p.conn.WriteToUDPAddrPort(enc, p.remote); err != nil {
-		return fmt.Errorf("wasim: media send: %w", err)
-	}
-	p.stats.packetsOut.Add(1)
-	p.stats.bytesOut.Add(uint64(len(payload)))
+	s.stats.packetsOut.Add(1)
+	s.stats.bytesOut.Add(uint64(len(payload)))
 	return nil
 }

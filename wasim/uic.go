@@ -39,7 +39,8 @@ type DialOptions struct {
 	// as ;k=v (sorted by key).
 	UserParams map[string]string
 	// Suites are the SDES suites offered, in order (when empty: AES_CM_128_HMAC_SHA1_80,
-	// then AES_CM_128_HMAC_SHA1_32).
+	// then AES_CM_128_HMAC_SHA1_32). Ignored for DTLS numbers (Number.SRTP), which offer
+	// Meta's WebRTC profile instead.
 	Suites []string
 	// AdditionalCodecs adds PCMA and/or PCMU to the offer (calling.audio.additional_codecs).
 	AdditionalCodecs []string
@@ -61,7 +62,9 @@ func noBuild(*sipgo.Client, *sip.Request) error { return nil }
 // Dial places a user-initiated call to wabridge and returns when it is answered (media
 // connected) or has failed. The INVITE is shaped like Meta's (whatsapp-calling.md §5.2); a
 // 401/407 challenge is answered once with the number's credentials. Cancelling ctx before
-// the answer sends CANCEL.
+// the answer sends CANCEL. The SDP offer follows the number's key exchange: RTP/SAVP with
+// a=crypto for SDES numbers, Meta's ICE-lite + DTLS-SRTP offer for DTLS numbers (then
+// Call.Media is a *WebRTCPeer, and the business must answer as a full ICE agent).
 //
 // Errors: *CallError (errors.As) for a non-2xx final response; ErrViolation (errors.Is)
 // when wabridge answered but broke a rule that kills real calls (e.g. the Record-Route set
@@ -107,16 +110,21 @@ func (e *Edge) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	if err != nil {
 		return nil, err
 	}
-	cryptos := make([]media.Crypto, 0, len(suites))
-	for i, s := range suites {
-		c, err := media.NewCrypto(i+1, s)
-		if err != nil {
-			return nil, fmt.Errorf("wasim: offer suite: %w", err)
+	var cryptos []media.Crypto
+	var peer Media
+	if num.dtls() {
+		peer, err = NewWebRTCPeer(WebRTCPeerConfig{Log: e.log, IPs: webrtcIPs(e.addr.Addr()), Codecs: codecs})
+	} else {
+		cryptos = make([]media.Crypto, 0, len(suites))
+		for i, s := range suites {
+			c, err := media.NewCrypto(i+1, s)
+			if err != nil {
+				return nil, fmt.Errorf("wasim: offer suite: %w", err)
+			}
+			cryptos = append(cryptos, c)
 		}
-		cryptos = append(cryptos, c)
+		peer, err = NewPeer(PeerConfig{Log: e.log, IP: e.addr.Addr()})
 	}
-
-	peer, err := NewPeer(PeerConfig{Log: e.log, IP: e.addr.Addr()})
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +168,15 @@ func (e *Edge) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	req.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	req.AppendHeader(sip.NewHeader("User-Agent", userAgent))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	offer := metaSDP(peer.LocalAddr(), uint64(randUint32()), codecs, cryptos, peer.SSRC())
+	var offer []byte
+	if c.webrtc != nil {
+		if offer, err = c.webrtc.Offer(ctx); err != nil {
+			_ = peer.Close()
+			return nil, err
+		}
+	} else {
+		offer = metaSDP(c.sdes.LocalAddr(), uint64(randUint32()), codecs, cryptos, c.sdes.SSRC())
+	}
 	if o.EditOffer != nil {
 		offer = o.EditOffer(offer)
 	}
@@ -244,7 +260,7 @@ func (c *Call) dial(ctx context.Context, base *sip.Request, username, password, 
 			base.CSeq().SeqNo++
 			continue
 		default:
-			if !c.Media.firstRawPacketAt().IsZero() {
+			if !c.stream.firstRawPacketAt().IsZero() {
 				c.violate("media received on a call that was never answered (%d %s)", res.StatusCode, res.Reason)
 			}
 			ce := &CallError{Code: res.StatusCode, Reason: res.Reason, Warning: warningText(res)}
@@ -280,7 +296,7 @@ func (c *Call) answered2xx(res *sip.Response, codecs []media.Codec, cryptos []me
 	now := time.Now()
 	c.establish(res)
 
-	if first := c.Media.firstRawPacketAt(); !first.IsZero() && now.Sub(first) > mediaBeforeAnswerSlack {
+	if first := c.stream.firstRawPacketAt(); !first.IsZero() && now.Sub(first) > mediaBeforeAnswerSlack {
 		c.violate("media before answer: first packet %s before the 200 OK (the user's call timer starts early)",
 			now.Sub(first).Round(time.Millisecond))
 	}
@@ -297,12 +313,24 @@ func (c *Call) answered2xx(res *sip.Response, codecs []media.Codec, cryptos []me
 	if to := res.To(); to == nil || !to.Params.Has("tag") {
 		fatal = append(fatal, "200 OK without To tag")
 	}
-	answer, accepted, problems := checkAnswer(res.Body(), codecs, cryptos)
-	fatal = append(fatal, problems...)
-
-	if len(fatal) == 0 {
-		if err := c.Media.Connect(Link{Remote: answer.RTPAddr(), LocalKey: accepted, RemoteKey: answer.Crypto[0], Codecs: answer.Codecs}); err != nil {
-			fatal = append(fatal, fmt.Sprintf("SDP answer unusable: %v", err))
+	if c.webrtc != nil {
+		_, problems, notes := checkWebRTCAnswer(res.Body(), codecs)
+		fatal = append(fatal, problems...)
+		for _, n := range notes {
+			c.violate("%s", n)
+		}
+		if len(fatal) == 0 {
+			if err := c.webrtc.Accept(res.Body()); err != nil {
+				fatal = append(fatal, fmt.Sprintf("SDP answer unusable: %v", err))
+			}
+		}
+	} else {
+		answer, accepted, problems := checkAnswer(res.Body(), codecs, cryptos)
+		fatal = append(fatal, problems...)
+		if len(fatal) == 0 {
+			if err := c.sdes.Connect(Link{Remote: answer.RTPAddr(), LocalKey: accepted, RemoteKey: answer.Crypto[0], Codecs: answer.Codecs}); err != nil {
+				fatal = append(fatal, fmt.Sprintf("SDP answer unusable: %v", err))
+			}
 		}
 	}
 	c.ack(res)

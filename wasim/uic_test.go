@@ -29,6 +29,10 @@ type pbxMode struct {
 	ring         bool // 180 and never answer
 	dropRR       bool // 200 OK without the Record-Route set
 	sessionTimer bool // 200 OK asks for session timers
+	// webrtc answers with a full-ICE pion PeerConnection (a DTLS number's offer).
+	webrtc *bizOpts
+	// editAnswer rewrites the SDP answer before it is sent.
+	editAnswer func([]byte) []byte
 }
 
 const pbxTag = "pbx-tag-1"
@@ -43,6 +47,7 @@ type testPBX struct {
 	addr  netip.AddrPort
 	roots *x509.CertPool
 	peer  *Peer
+	biz   *bizPeer // media of a WebRTC answer (mode.webrtc)
 	nonce string
 
 	invites chan *sip.Request // authenticated INVITEs
@@ -78,6 +83,9 @@ func newTestPBX(t *testing.T, mode pbxMode) *testPBX {
 		nonce:   randomHex(8),
 		invites: make(chan *sip.Request, 4), acks: make(chan *sip.Request, 4), byes: make(chan *sip.Request, 4),
 		ringing: make(chan struct{}, 1),
+	}
+	if mode.webrtc != nil {
+		p.biz = newBizPeer(t, *mode.webrtc)
 	}
 	srv.OnInvite(p.onInvite)
 	srv.OnAck(func(req *sip.Request, _ sip.ServerTransaction) {
@@ -145,6 +153,18 @@ func (p *testPBX) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		<-tx.Done() // CANCEL: sipgo answers 487
 		return
 	}
+	if p.mode.webrtc != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		answer, err := p.biz.tryAnswer(ctx, req.Body())
+		if err != nil {
+			p.t.Errorf("business WebRTC answer: %v", err)
+			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotAcceptableHere, "Not Acceptable Here", nil))
+			return
+		}
+		p.respondAnswer(tx, local, answer)
+		return
+	}
 	offer, err := media.ParseDescription(req.Body())
 	if err != nil {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotAcceptableHere, "Not Acceptable Here", nil))
@@ -162,7 +182,15 @@ func (p *testPBX) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		Proto: media.ProtoRTPSAVP, Codecs: []media.Codec{opus, dtmf}, Crypto: []media.Crypto{localKey}, Ptime: 20,
 	}
 	_ = p.peer.Connect(Link{Remote: offer.RTPAddr(), LocalKey: localKey, RemoteKey: remote, Codecs: ans.Codecs})
-	res := sip.NewSDPResponseFromRequest(local, ans.Marshal())
+	p.respondAnswer(tx, local, ans.Marshal())
+}
+
+// respondAnswer sends the 200 OK with body, shaped per mode.
+func (p *testPBX) respondAnswer(tx sip.ServerTransaction, local *sip.Request, body []byte) {
+	if p.mode.editAnswer != nil {
+		body = p.mode.editAnswer(body)
+	}
+	res := sip.NewSDPResponseFromRequest(local, body)
 	if p.mode.dropRR {
 		for res.RemoveHeader("Record-Route") {
 		}
