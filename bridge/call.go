@@ -66,8 +66,10 @@ type Call struct {
 	pbxOut *sipgo.DialogClientSession
 
 	waEP, pbxEP *media.Endpoint
-	pbxPort     uint16          // our RTP port on the PBX leg
-	pbxKeys     *media.SRTPKeys // SDES toward the PBX (pbx.srtp, or a PBX that offers RTP/SAVP); nil: plain RTP
+	pbxPort     uint16           // our RTP port on the PBX leg
+	pbxKeys     *media.SRTPKeys  // SDES toward the PBX (pbx.srtp, or a PBX that offers RTP/SAVP); nil: plain RTP
+	web         *media.WebRTCLeg // DTLS numbers: the ICE + DTLS leg, which owns the WhatsApp endpoint
+	ssrc        uint32           // the one SSRC we send toward WhatsApp
 	waCallID    string
 	relay       *media.Relay
 	pbxSDP      *media.Description // our current SDP on the PBX leg (answers PBX re-INVITEs)
@@ -80,7 +82,7 @@ type Call struct {
 func newCall(s *Server, dir Direction, num *config.Number, log *logrus.Entry) *Call {
 	ctx, cancel := context.WithCancel(s.ctx)
 	s.metrics.ActiveCalls.WithLabelValues(string(dir), string(num.Mode)).Inc()
-	return &Call{srv: s, cfg: s.config(), dir: dir, number: num, log: log.WithField("direction", string(dir)),
+	return &Call{srv: s, cfg: s.config(), dir: dir, number: num, ssrc: randomSSRC(), log: log.WithField("direction", string(dir)),
 		ctx: ctx, cancel: cancel, started: time.Now(), done: make(chan struct{})}
 }
 
@@ -131,11 +133,12 @@ func (c *Call) openMedia() error {
 
 // startRelay joins the legs. Called when the WhatsApp leg is answered: the relay's first act is
 // the maiden packet toward WhatsApp, which Meta waits for (whatsapp-calling.md §0.6).
-func (c *Call) startRelay(codec audioCodec, waRemote *media.Description, keys *media.SRTPKeys, pbxRemote *media.Description) error {
+func (c *Call) startRelay(codec audioCodec, wa waMedia, pbxRemote *media.Description) error {
 	fromWA, fromPBX := codec.ptMaps()
 	cfg := media.RelayConfig{
-		WhatsApp: media.LegConfig{Endpoint: c.waEP, Remote: waRemote.RTPAddr(), RemoteRTCP: waRemote.RTCPAddr(),
-			RTCPMux: waRemote.RTCPMux, Latch: true, SRTP: keys, PTMap: fromWA},
+		WhatsApp: media.LegConfig{Endpoint: wa.endpoint, Remote: wa.remote, RemoteRTCP: wa.remoteRTCP,
+			RTCPMux: wa.rtcpMux, Latch: wa.latch, SRTP: wa.keys, PTMap: fromWA},
+		WhatsAppSSRC: c.ssrc,
 		PBX: media.LegConfig{Endpoint: c.pbxEP, Remote: pbxRemote.RTPAddr(), RemoteRTCP: pbxRemote.RTCPAddr(),
 			RTCPMux: pbxRemote.RTCPMux, Latch: true, SRTP: c.pbxKeys, PTMap: fromPBX},
 		AudioPT:           codec.WAPT,
@@ -284,7 +287,7 @@ func (c *Call) bye(leg string, in *sipgo.DialogServerSession, out *sipgo.DialogC
 // finish releases everything the call holds. Runs once, from hangup.
 func (c *Call) finish() {
 	c.mu.Lock()
-	relay, waEP, pbxEP := c.relay, c.waEP, c.pbxEP
+	relay, waEP, pbxEP, web := c.relay, c.waEP, c.pbxEP, c.web
 	c.state = stateEnded
 	outcome := c.outcome
 	c.mu.Unlock()
@@ -303,6 +306,9 @@ func (c *Call) finish() {
 		fields["srtp_auth_failures"] = st.WhatsApp.SRTPAuthFailures
 		countMedia(m, "whatsapp", st.WhatsApp)
 		countMedia(m, "pbx", st.PBX)
+	}
+	if web != nil {
+		_ = web.Close() // idempotent: the relay may have closed it through its conn already
 	}
 	for _, ep := range []*media.Endpoint{waEP, pbxEP} {
 		if ep != nil {

@@ -53,6 +53,8 @@ type harnessOptions struct {
 	pbxExtra         string // more YAML lines under pbx:, indented by two spaces
 	maxCalls         int
 	pbxTLS           bool // also listen for the PBX on TLS (127.0.0.1:0)
+	dtls             bool // the number uses ICE + DTLS-SRTP (Meta's default) instead of SDES
+	iceTimeout       time.Duration
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -70,8 +72,16 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	log.SetLevel(logrus.DebugLevel)
 	log.SetFormatter(&logrus.JSONFormatter{})
 
+	edgeSRTP, srtp := wasim.SRTPSDES, "sdes"
+	if o.dtls {
+		edgeSRTP, srtp = wasim.SRTPDTLS, "dtls"
+	}
+	iceTimeout := o.iceTimeout
+	if iceTimeout == 0 {
+		iceTimeout = 10 * time.Second
+	}
 	edge, err := wasim.NewEdge(wasim.EdgeConfig{
-		Numbers:         map[string]wasim.Number{business: {Password: sipPassword, Hostname: sipHostname}},
+		Numbers:         map[string]wasim.Number{business: {Password: sipPassword, Hostname: sipHostname, SRTP: edgeSRTP}},
 		OnInvite:        o.onInvite,
 		DigestAlgorithm: o.digest,
 		Log:             logrus.NewEntry(log),
@@ -104,6 +114,7 @@ media:
   bind_ip: 127.0.0.1
   public_ip: 127.0.0.1
   inactivity_timeout: %s
+  ice_timeout: %s
 pbx:
   address: %q
 %s
@@ -114,10 +125,10 @@ numbers:
     sip:
       hostname: %s
       password: %q
-      srtp: sdes
+      srtp: %s
       edge: {host: wa.meta.vc, address: %q}
       additional_codecs: [%s]
-`, pbxTLS, certFile, keyFile, caFile, inactivity, o.pbxAddr, o.pbxExtra, o.maxCalls, business, sipHostname, sipPassword, edge.Addr().String(),
+`, pbxTLS, certFile, keyFile, caFile, inactivity, iceTimeout, o.pbxAddr, o.pbxExtra, o.maxCalls, business, sipHostname, sipPassword, srtp, edge.Addr().String(),
 		strings.Join(o.additionalCodecs, ","))
 	cfg, err := config.Parse([]byte(yaml))
 	require.NoError(t, err)

@@ -61,18 +61,29 @@ func (s *Server) onWhatsAppInvite(req *sipmsg.Request, tx sipmsg.ServerTransacti
 		respondErr(tx, req, sipErr(488, "Not Acceptable Here", "SDP: "+err.Error(), err))
 		return
 	}
-	if offer.Proto != media.ProtoRTPSAVP {
+	// The number's srtp setting must match srtp_key_exchange_protocol at Meta; a mismatch is a
+	// configuration error worth a clear 488 rather than a half-working call.
+	var keys *media.SRTPKeys
+	switch {
+	case num.SIP.SRTP == config.KeyExchangeDTLS && offer.Proto != media.ProtoWebRTC:
+		log.WithField("proto", offer.Proto).Warn("WhatsApp offer is not WebRTC but the number is configured for DTLS")
+		s.metrics.Rejected.WithLabelValues("sdp").Inc()
+		respondErr(tx, req, sipErr(488, "Not Acceptable Here", "number is configured for DTLS (UDP/TLS/RTP/SAVPF), offer is "+offer.Proto, nil))
+		return
+	case num.SIP.SRTP != config.KeyExchangeDTLS && offer.Proto != media.ProtoRTPSAVP:
 		log.WithField("proto", offer.Proto).Warn("WhatsApp offer is not SDES RTP/SAVP")
 		s.metrics.Rejected.WithLabelValues("sdp").Inc()
-		respondErr(tx, req, sipErr(488, "Not Acceptable Here", "only RTP/SAVP with SDES is supported on this number, got "+offer.Proto, nil))
+		respondErr(tx, req, sipErr(488, "Not Acceptable Here", "number is configured for SDES (RTP/SAVP), offer is "+offer.Proto, nil))
 		return
-	}
-	remoteCrypto, localCrypto, err := media.AnswerCrypto(offer.Crypto)
-	if err != nil {
-		log.WithError(err).Warn("no usable crypto in WhatsApp offer")
-		s.metrics.Rejected.WithLabelValues("sdp").Inc()
-		respondErr(tx, req, sipErr(488, "Not Acceptable Here", "no supported SDES crypto suite offered", err))
-		return
+	case num.SIP.SRTP != config.KeyExchangeDTLS:
+		remoteCrypto, localCrypto, err := media.AnswerCrypto(offer.Crypto)
+		if err != nil {
+			log.WithError(err).Warn("no usable crypto in WhatsApp offer")
+			s.metrics.Rejected.WithLabelValues("sdp").Inc()
+			respondErr(tx, req, sipErr(488, "Not Acceptable Here", "no supported SDES crypto suite offered", err))
+			return
+		}
+		keys = &media.SRTPKeys{Local: localCrypto, Remote: remoteCrypto}
 	}
 	if err := s.admit(); err != nil {
 		log.WithError(err).Warn("call refused")
@@ -80,7 +91,7 @@ func (s *Server) onWhatsAppInvite(req *sipmsg.Request, tx sipmsg.ServerTransacti
 		return
 	}
 	c := newCall(s, UserInitiated, num, log)
-	c.runUserInitiated(req, tx, info, offer, &media.SRTPKeys{Local: localCrypto, Remote: remoteCrypto})
+	c.runUserInitiated(req, tx, info, offer, keys)
 }
 
 func (c *Call) runUserInitiated(req *sipmsg.Request, tx sipmsg.ServerTransaction, info wsip.WhatsAppInfo,
@@ -194,12 +205,39 @@ func (c *Call) answerWhatsApp(dlgWA *sipgo.DialogServerSession, dlgPBX *sipgo.Di
 	if err := dlgPBX.Ack(c.ctx); err != nil {
 		return sipErr(503, "Service Unavailable", "ACK to PBX failed", err)
 	}
-	answer := waAnswerSDES(offer, codec, c.srv.publicIP, int(c.waEP.RTP.LocalAddr().Port()), keys.Local)
+	var answer *media.Description
+	if c.usesDTLS() {
+		if err := c.newWebRTCLeg(); err != nil {
+			return err
+		}
+		a, err := c.web.Answer(offer, codecsOf(offer, codec))
+		if err != nil {
+			return sipErr(488, "Not Acceptable Here", "WebRTC offer: "+err.Error(), err)
+		}
+		answer = a
+	} else {
+		answer = waAnswerSDES(offer, codec, c.srv.publicIP, int(c.waEP.RTP.LocalAddr().Port()), keys.Local)
+	}
+	answer = c.withSSRC(answer)
 	c.mu.Lock()
 	c.pbxSDP, c.waSDP = pOffer, answer
 	c.mu.Unlock()
 	if c.ctx.Err() != nil {
 		return sipErr(487, "Request Terminated", "", c.ctx.Err())
+	}
+	// ICE and DTLS start with the 200 OK, not after Meta's ACK: Meta (ice-lite) only answers our
+	// checks, and every round trip saved is audio the caller does not lose (§4.10).
+	type connected struct {
+		wa  waMedia
+		err error
+	}
+	var connCh chan connected
+	if c.web != nil {
+		connCh = make(chan connected, 1)
+		go func() {
+			wa, err := c.connectWebRTC(c.ctx)
+			connCh <- connected{wa, err}
+		}()
 	}
 	// RespondSDP retransmits the 200 until Meta's ACK arrives (or 32 s pass). sipgo copies Meta's
 	// Record-Route set into it verbatim, which Meta needs to route the ACK (§5.2, §7).
@@ -214,9 +252,20 @@ func (c *Call) answerWhatsApp(dlgWA *sipgo.DialogServerSession, dlgPBX *sipgo.Di
 	c.mu.Lock()
 	c.waUp = true
 	c.mu.Unlock()
+	wa := c.sdesMedia(offer, keys)
+	if connCh != nil {
+		res := <-connCh
+		if res.err != nil {
+			// Both legs are answered: the caller hears the failure as a hang-up on both sides.
+			c.log.WithError(res.err).Error("WhatsApp media did not connect")
+			c.fail(res.err)
+			return nil
+		}
+		wa = res.wa
+	}
 	c.setState(stateAnswered)
 	c.log.WithField("codec", codec.Name).Info("call answered")
-	if err := c.startRelay(codec, offer, keys, pbxAns); err != nil {
+	if err := c.startRelay(codec, wa, pbxAns); err != nil {
 		c.log.WithError(err).Error("media relay failed")
 		c.hangup("media relay failed")
 	}

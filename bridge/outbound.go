@@ -161,6 +161,19 @@ func (c *Call) runBusinessInitiated(req *sipmsg.Request, tx sipmsg.ServerTransac
 		c.rejectPBX(err)
 		return
 	}
+	if c.usesDTLS() {
+		// Same codecs, but ICE + DTLS: actpass, and we follow the role Meta's answer picks.
+		cryptos = nil
+		if err := c.newWebRTCLeg(); err != nil {
+			c.rejectPBX(err)
+			return
+		}
+		if waOffer, err = c.web.Offer(waOffer.Codecs); err != nil {
+			c.rejectPBX(sipErr(500, "Server Internal Error", "WebRTC offer", err))
+			return
+		}
+	}
+	waOffer = c.withSSRC(waOffer)
 
 	// The PBX's CANCEL ends dlgPBX's context (sipgo answers 487): cancel the INVITE to Meta too.
 	inviteCtx, cancelInvite := context.WithCancel(c.ctx)
@@ -248,17 +261,28 @@ func (c *Call) answerPBX(dlgPBX *sipgo.DialogServerSession, dlgWA *sipgo.DialogC
 	if err := dlgWA.Ack(c.ctx); err != nil {
 		return sipErr(503, "Service Unavailable", "ACK to WhatsApp failed", err)
 	}
-	keys, err := answeredKeys("WhatsApp", cryptos, waAns.Crypto)
-	if err != nil {
-		return err
-	}
 	codec, err := agreeBIC(offer, waAns)
 	if err != nil {
 		return err
 	}
+	var wa waMedia
+	if c.web != nil {
+		if err := c.web.SetAnswer(waAns); err != nil {
+			return sipErr(488, "Not Acceptable Here", "WhatsApp's WebRTC answer: "+err.Error(), err)
+		}
+		if wa, err = c.connectWebRTC(c.ctx); err != nil {
+			return err
+		}
+	} else {
+		keys, err := answeredKeys("WhatsApp", cryptos, waAns.Crypto)
+		if err != nil {
+			return err
+		}
+		wa = c.sdesMedia(waAns, keys)
+	}
 	c.setState(stateAnswered)
 	// WhatsApp answered: the maiden packet goes out now, before the PBX is even told.
-	if err := c.startRelay(codec, waAns, keys, offer); err != nil {
+	if err := c.startRelay(codec, wa, offer); err != nil {
 		return err
 	}
 	answer := pbxAnswer(offer, codec, c.srv.publicIP, int(c.relayPBXPort()))

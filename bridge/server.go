@@ -55,6 +55,7 @@ type Server struct {
 	publicIP netip.Addr
 	ports    *media.Ports
 	auth     *wsip.Authenticator
+	dtlsCert *media.DTLSCertificate // one per process; its fingerprint goes in every DTLS SDP
 
 	wa  side
 	pbx side
@@ -110,6 +111,9 @@ func NewServer(cfg *config.Config, log *logrus.Entry, opts ...Option) (*Server, 
 		return nil, fmt.Errorf("media port range: %w", err)
 	}
 	s.auth = wsip.NewAuthenticator(cfg.SIP.Hostname)
+	if s.dtlsCert, err = media.NewDTLSCertificate(); err != nil {
+		return nil, fmt.Errorf("DTLS certificate: %w", err)
+	}
 
 	if err := s.listen(); err != nil {
 		s.closeListeners()

@@ -43,6 +43,9 @@ const (
 	// WhatsApp calls are conversations with customers: a minute lets most finish, and the
 	// systemd unit's TimeoutStopSec (90 s) leaves room for the BYEs after it.
 	DefaultDrainTimeout = Duration(60 * time.Second)
+	// DefaultICETimeout: on loopback ICE + DTLS take ~50 ms; across the world with Meta's 1/2/4 s
+	// DTLS retransmits a lost flight still lands well inside 10 s (whatsapp-calling.md §4.5).
+	DefaultICETimeout = Duration(10 * time.Second)
 
 	// DefaultPBXTransport is UDP because that is what PBX trunks use unless told otherwise.
 	DefaultPBXTransport = TransportUDP
@@ -172,6 +175,9 @@ type Media struct {
 	RTPPortMin        int      `yaml:"rtp_port_min" koanf:"rtp_port_min"` // even: RTP takes the even port, RTCP the next (RFC 3550 §11)
 	RTPPortMax        int      `yaml:"rtp_port_max" koanf:"rtp_port_max"`
 	InactivityTimeout Duration `yaml:"inactivity_timeout" koanf:"inactivity_timeout"`
+	// ICETimeout bounds ICE plus the DTLS handshake on DTLS numbers; a call that has not
+	// connected by then is ended on both legs (408 toward a PBX still waiting).
+	ICETimeout Duration `yaml:"ice_timeout" koanf:"ice_timeout"`
 }
 
 // PBX describes the PBX trunk: where user-initiated calls go and where business-initiated calls

@@ -95,6 +95,7 @@ func defaults() *Config {
 			RTPPortMin:        DefaultRTPPortMin,
 			RTPPortMax:        DefaultRTPPortMax,
 			InactivityTimeout: DefaultInactivityTimeout,
+			ICETimeout:        DefaultICETimeout,
 		},
 		Limits: Limits{DrainTimeout: DefaultDrainTimeout},
 		PBX: PBX{

@@ -39,6 +39,9 @@ type Answer struct {
 	// DTLSSetup is the edge's a=setup when a DTLS number answers an a=setup:actpass offer:
 	// SetupActive (default, Meta's published answer) or SetupPassive. DTLS numbers only.
 	DTLSSetup string
+	// EditAnswer, when set, rewrites the SDP answer before it is sent, so tests can play an
+	// edge whose media never connects (unreachable candidates, a wrong fingerprint).
+	EditAnswer func(sdp []byte) []byte
 }
 
 // answerTimeout bounds building the WebRTC answer (pion's offer/answer and host-only
@@ -266,6 +269,9 @@ func (c *Call) run(tx sip.ServerTransaction, local *sip.Request, offer *media.De
 		sdp, fail = c.answerWebRTC(ans)
 	} else {
 		sdp, fail = c.answerSDES(offer, ans)
+	}
+	if fail == nil && ans.EditAnswer != nil {
+		sdp = ans.EditAnswer(sdp)
 	}
 	if fail != nil {
 		c.log.WithError(fail.err).WithField("code", fail.code).Info("business-initiated call not answerable")
