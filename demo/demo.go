@@ -39,6 +39,8 @@ const (
 
 // Options tune a demo run.
 type Options struct {
+	// DTLS uses Meta's default media profile (ICE + DTLS-SRTP, WebRTC) instead of SDES-SRTP.
+	DTLS     bool
 	Frames   int           // audio frames sent each way per call (default 150: 3 s)
 	Digits   string        // DTMF digits sent each way (default "159#")
 	Timeout  time.Duration // the whole run (default 60 s)
@@ -85,8 +87,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 
+	srtp, edgeSRTP, mode := "sdes", wasim.SRTPSDES, "sip+sdes"
+	if o.DTLS {
+		srtp, edgeSRTP, mode = "dtls", wasim.SRTPDTLS, "sip+dtls"
+	}
 	edge, err := wasim.NewEdge(wasim.EdgeConfig{
-		Numbers: map[string]wasim.Number{Business: {Password: password, Hostname: SIPHostname}},
+		Numbers: map[string]wasim.Number{Business: {Password: password, Hostname: SIPHostname, SRTP: edgeSRTP}},
 		Log:     o.Log.WithField("component", "whatsapp-sim"),
 	})
 	if err != nil {
@@ -109,7 +115,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	defer pbx.Close()
 
-	cfg, certPEM, err := demoConfig(dir, password, edge, pbx.Addr())
+	cfg, certPEM, err := demoConfig(dir, password, srtp, edge, pbx.Addr())
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +131,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		<-served
 	}()
 
-	r := &Report{Mode: "sip+sdes", Provider: "meta"}
+	r := &Report{Mode: mode, Provider: "meta"}
 	r.Calls = append(r.Calls, userInitiated(ctx, o, edge, pbx, srv, certPEM))
 	r.Calls = append(r.Calls, businessInitiated(ctx, o, edge, pbx, srv))
 	r.OK = true
@@ -136,7 +142,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 }
 
 // demoConfig writes a certificate for the demo hostname and parses the embedded config.
-func demoConfig(dir, password string, edge *wasim.Edge, pbx netip.AddrPort) (*config.Config, []byte, error) {
+func demoConfig(dir, password, srtp string, edge *wasim.Edge, pbx netip.AddrPort) (*config.Config, []byte, error) {
 	certPEM, keyPEM, err := wsip.GenerateSelfSigned(SIPHostname, "127.0.0.1")
 	if err != nil {
 		return nil, nil, fmt.Errorf("demo: certificate: %w", err)
@@ -147,7 +153,7 @@ func demoConfig(dir, password string, edge *wasim.Edge, pbx netip.AddrPort) (*co
 			return nil, nil, fmt.Errorf("demo: %w", err)
 		}
 	}
-	yaml := fmt.Sprintf(embeddedConfig, certFile, keyFile, caFile, pbx.String(), Business, SIPHostname, password, edge.Addr().String())
+	yaml := fmt.Sprintf(embeddedConfig, certFile, keyFile, caFile, pbx.String(), Business, SIPHostname, password, srtp, edge.Addr().String())
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		return nil, nil, fmt.Errorf("demo: embedded config: %w", err)
@@ -175,7 +181,7 @@ numbers:
     sip:
       hostname: %s
       password: %q
-      srtp: sdes
+      srtp: %s
       edge: {host: wa.meta.vc, address: %q}
 `
 

@@ -15,9 +15,18 @@ import (
 // frame and DTMF digit both ways, and the JSON report must say so.
 func TestDemoCarriesAudioBothWays(t *testing.T) {
 	t.Parallel()
+	for _, dtls := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sdes", true: "dtls"}[dtls], func(t *testing.T) {
+			t.Parallel()
+			testDemo(t, Options{Frames: 50, Digits: "42*", DTLS: dtls})
+		})
+	}
+}
+
+func testDemo(t *testing.T, o Options) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	rep, err := Run(ctx, Options{Frames: 50, Digits: "42*"})
+	rep, err := Run(ctx, o)
 	require.NoError(t, err)
 	var text bytes.Buffer
 	require.NoError(t, rep.WriteText(&text))

@@ -25,13 +25,18 @@ func (c *cli) cmdDemo(ctx context.Context, fs *flag.FlagSet, args []string) int 
 	frames := fs.Int("frames", 150, "audio frames (20 ms each) sent each way per call")
 	digits := fs.String("dtmf", "159#", "DTMF digits sent each way per call")
 	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long")
+	srtp := fs.String("srtp", "sdes", "WhatsApp media profile: sdes (SDES-SRTP) or dtls (ICE + DTLS-SRTP, Meta's default)")
 	if code, done := c.parseFlags(fs, args); done {
 		return code
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	opts := demo.Options{Frames: *frames, Digits: *digits, Timeout: *timeout}
+	if *srtp != "sdes" && *srtp != "dtls" {
+		fmt.Fprintf(c.stderr, "wabridge demo: --srtp %q: use sdes or dtls\n", *srtp)
+		return exitUsage
+	}
+	opts := demo.Options{Frames: *frames, Digits: *digits, Timeout: *timeout, DTLS: *srtp == "dtls"}
 	log := logrus.New()
 	log.SetOutput(discardWriter{})
 	if *verbose {
@@ -43,7 +48,8 @@ func (c *cli) cmdDemo(ctx context.Context, fs *flag.FlagSet, args []string) int 
 	sipmsg.SetDefaultLogger(wsip.NewSlogLogger(opts.Log.WithField("component", "sipgo")))
 
 	if !*asJSON {
-		fmt.Fprintln(c.stdout, "Starting wabridge, a WhatsApp emulator (Meta's SIP/TLS edge, SDES-SRTP) and a simulated PBX on loopback...")
+		fmt.Fprintf(c.stdout, "Starting wabridge, a WhatsApp emulator (Meta's SIP/TLS edge, %s) and a simulated PBX on loopback...\n",
+			map[bool]string{false: "SDES-SRTP", true: "ICE + DTLS-SRTP"}[opts.DTLS])
 	}
 	rep, err := demo.Run(ctx, opts)
 	if err != nil {
