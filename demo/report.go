@@ -10,8 +10,9 @@ import (
 
 // Report is what a demo (or selftest) run found. It marshals to the JSON `--json` prints.
 type Report struct {
-	Mode     string       `json:"mode"`     // e.g. "sip+sdes"
-	Provider string       `json:"provider"` // the WhatsApp side emulated
+	Mode     string       `json:"mode"`          // e.g. "sip+sdes"
+	Provider string       `json:"provider"`      // the WhatsApp side emulated
+	PBX      string       `json:"pbx,omitempty"` // selftest: the PBX trunk tested
 	Calls    []CallReport `json:"calls"`
 	OK       bool         `json:"ok"` // every call carried audio both ways
 }
@@ -44,7 +45,11 @@ func (s Stream) flowed() bool { return s.FramesSent > 0 && s.FramesMatched == s.
 // WriteText prints the report for a person at a terminal.
 func (r *Report) WriteText(w io.Writer) error {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "wabridge demo — %s, WhatsApp side: %s emulator, PBX: simulated echo\n\n", r.Mode, r.Provider)
+	if r.PBX != "" {
+		fmt.Fprintf(&b, "wabridge selftest — %s, WhatsApp side: %s emulator, PBX trunk: %s\n\n", r.Mode, r.Provider, r.PBX)
+	} else {
+		fmt.Fprintf(&b, "wabridge demo — %s, WhatsApp side: %s emulator, PBX: simulated echo\n\n", r.Mode, r.Provider)
+	}
 	for _, c := range r.Calls {
 		status := "OK"
 		if !c.OK {

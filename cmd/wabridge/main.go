@@ -73,7 +73,7 @@ func (c *cli) commands() []command {
 		{"version", "", "print the version, commit and Go version", c.cmdVersion},
 		{"healthcheck", "[--url URL]", "exit 0 when the health endpoint answers 200 (for container HEALTHCHECKs)", c.cmdHealthcheck},
 		{"demo", "[--json] [-v]", "run wabridge between a simulated WhatsApp and a simulated PBX, place two calls and report", c.cmdDemo},
-		{"selftest", "", "run the built-in end-to-end checks (not implemented yet)", c.notImplemented},
+		{"selftest", "--config FILE --to EXT", "test your PBX trunk through wabridge with a simulated WhatsApp side", c.cmdSelftest},
 	}
 }
 

@@ -178,7 +178,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"check-config", "--nope"}, "flag provided but not defined: -nope"},
 		{[]string{"check-config", "extra.yaml"}, `unexpected argument "extra.yaml"`},
 		{[]string{"demo", "--frames"}, "flag needs an argument: -frames"},
-		{[]string{"selftest"}, "wabridge selftest: not implemented yet"},
+		{[]string{"selftest"}, "give --to EXTENSION"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
