@@ -43,6 +43,8 @@ const (
 	// WhatsApp calls are conversations with customers: a minute lets most finish, and the
 	// systemd unit's TimeoutStopSec (90 s) leaves room for the BYEs after it.
 	DefaultDrainTimeout = Duration(60 * time.Second)
+	// DefaultWebhookPath is where providers POST call webhooks on http.listen.
+	DefaultWebhookPath = "/webhook"
 	// DefaultICETimeout: on loopback ICE + DTLS take ~50 ms; across the world with Meta's 1/2/4 s
 	// DTLS retransmits a lost flight still lands well inside 10 s (whatsapp-calling.md §4.5).
 	DefaultICETimeout = Duration(10 * time.Second)
@@ -124,6 +126,7 @@ type Config struct {
 	PBX     PBX      `yaml:"pbx" koanf:"pbx"`
 	Numbers []Number `yaml:"numbers" koanf:"numbers"`
 	Limits  Limits   `yaml:"limits" koanf:"limits"`
+	Webhook Webhook  `yaml:"webhook" koanf:"webhook"`
 	HTTP    HTTP     `yaml:"http" koanf:"http"`
 }
 
@@ -224,6 +227,7 @@ type Number struct {
 	PhoneNumberID string    `yaml:"phone_number_id" koanf:"phone_number_id"` // Meta's id; required for mode api
 	Mode          Mode      `yaml:"mode" koanf:"mode"`
 	SIP           NumberSIP `yaml:"sip" koanf:"sip"` // used when Mode is sip
+	API           NumberAPI `yaml:"api" koanf:"api"` // used when Mode is api
 	PBXRoute      PBXRoute  `yaml:"pbx_route" koanf:"pbx_route"`
 }
 
@@ -246,6 +250,70 @@ type NumberSIP struct {
 	// AdditionalCodecs lists PCMA/PCMU when enabled at Meta (calling.audio.additional_codecs);
 	// Opus is always offered.
 	AdditionalCodecs []string `yaml:"additional_codecs" koanf:"additional_codecs"`
+}
+
+// apiProviders are the API-mode providers wabridge has adapters for (package bsp, which sits
+// above config in the import graph, so the names are repeated here).
+func apiProviders() []string {
+	return []string{"meta", "positus", "vectalk", "conceptomovil", "360dialog"}
+}
+
+// NumberAPI is a number reached through a provider's HTTP call actions and webhooks (Meta's
+// Graph API or a BSP's proxy of it) instead of SIP.
+type NumberAPI struct {
+	Provider   string `yaml:"provider" koanf:"provider"`       // meta, positus, vectalk, conceptomovil or 360dialog
+	BaseURL    string `yaml:"base_url" koanf:"base_url"`       // default: the provider's production API
+	APIVersion string `yaml:"api_version" koanf:"api_version"` // Graph version (meta); default in package bsp
+	WABAID     string `yaml:"waba_id" koanf:"waba_id"`         // Concepto Móvil's settings path needs it
+	// The provider's access token (Meta: a system-user token; 360dialog: the D360-API-KEY).
+	// Exactly one of token, token_file, token_env.
+	TokenInline Secret `yaml:"token" koanf:"token"`
+	TokenFile   string `yaml:"token_file" koanf:"token_file"`
+	TokenEnv    string `yaml:"token_env" koanf:"token_env"`
+}
+
+// APIToken returns the number's provider token, read now so a rotated file takes effect.
+func (n *Number) APIToken() (string, error) {
+	s, err := resolveNamedSecret("token", n.API.TokenInline, n.API.TokenFile, n.API.TokenEnv)
+	if err != nil {
+		return "", secretError("numbers["+n.Number+"].api", err)
+	}
+	return s, nil
+}
+
+// Webhook is where providers deliver call webhooks in API mode (served on http.listen).
+type Webhook struct {
+	Path string `yaml:"path" koanf:"path"` // default /webhook
+	// VerifyToken answers Meta's GET verification (hub.verify_token). Optional.
+	VerifyTokenInline Secret `yaml:"verify_token" koanf:"verify_token"`
+	VerifyTokenFile   string `yaml:"verify_token_file" koanf:"verify_token_file"`
+	VerifyTokenEnv    string `yaml:"verify_token_env" koanf:"verify_token_env"`
+	// AppSecret checks X-Hub-Signature-256 on every POST (HMAC-SHA256 of the raw body); when
+	// set, unsigned or wrongly signed deliveries are refused before anything is parsed.
+	AppSecretInline Secret `yaml:"app_secret" koanf:"app_secret"`
+	AppSecretFile   string `yaml:"app_secret_file" koanf:"app_secret_file"`
+	AppSecretEnv    string `yaml:"app_secret_env" koanf:"app_secret_env"`
+}
+
+// VerifyToken returns the webhook verify token, or "" when none is configured.
+func (w *Webhook) VerifyToken() (string, error) {
+	return optionalSecret("webhook", "verify_token", w.VerifyTokenInline, w.VerifyTokenFile, w.VerifyTokenEnv)
+}
+
+// AppSecret returns the app secret for signature checks, or "" when none is configured.
+func (w *Webhook) AppSecret() (string, error) {
+	return optionalSecret("webhook", "app_secret", w.AppSecretInline, w.AppSecretFile, w.AppSecretEnv)
+}
+
+func optionalSecret(prefix, name string, inline Secret, file, env string) (string, error) {
+	if inline == "" && file == "" && env == "" {
+		return "", nil
+	}
+	s, err := resolveNamedSecret(name, inline, file, env)
+	if err != nil {
+		return "", secretError(prefix, err)
+	}
+	return s, nil
 }
 
 // Edge is the WhatsApp SIP edge a number's business-initiated calls go to.

@@ -31,6 +31,8 @@ media:
   public_ip: 203.0.113.10
 pbx:
   address: 127.0.0.1:5070
+http:
+  listen: "127.0.0.1:0"
 numbers:
   - number: "+15551230001"
     phone_number_id: "1234567890"
@@ -40,6 +42,7 @@ numbers:
   - number: "+15551230002"
     phone_number_id: "1234567891"
     mode: api
+    api: {provider: meta, token: graph-token-secret}
 `
 
 // withCert returns doc with CERT and KEY pointing at a fresh certificate for sip.example.com.

@@ -20,6 +20,9 @@ func TestExampleConfig(t *testing.T) {
 	t.Setenv("WABRIDGE_SIP__WHATSAPP_LISTEN__CERT_FILE", cert)
 	t.Setenv("WABRIDGE_SIP__WHATSAPP_LISTEN__KEY_FILE", key)
 	t.Setenv("WABRIDGE_SIP_PASSWORD_15551230001", "meta-sip-password")
+	t.Setenv("WABRIDGE_GRAPH_TOKEN", "graph-token")
+	t.Setenv("WABRIDGE_WEBHOOK_VERIFY_TOKEN", "verify-token")
+	t.Setenv("WABRIDGE_APP_SECRET", "app-secret")
 
 	cfg, err := config.Load(examplePath)
 	require.NoError(t, err)
@@ -48,6 +51,9 @@ func TestExampleConfigShowsDefaults(t *testing.T) {
 	t.Setenv("WABRIDGE_SIP__WHATSAPP_LISTEN__CERT_FILE", cert)
 	t.Setenv("WABRIDGE_SIP__WHATSAPP_LISTEN__KEY_FILE", key)
 	t.Setenv("WABRIDGE_SIP_PASSWORD_15551230001", "pw")
+	t.Setenv("WABRIDGE_GRAPH_TOKEN", "graph-token")
+	t.Setenv("WABRIDGE_WEBHOOK_VERIFY_TOKEN", "verify-token")
+	t.Setenv("WABRIDGE_APP_SECRET", "app-secret")
 	example, err := config.Load(examplePath)
 	require.NoError(t, err)
 
@@ -60,6 +66,9 @@ media: {public_ip: 203.0.113.10}
 pbx:
   address: 127.0.0.1:5070
   register: {username: wabridge, password_env: WABRIDGE_PBX_PASSWORD}
+http:
+  listen: "0.0.0.0:8080"
+webhook: {verify_token_env: WABRIDGE_WEBHOOK_VERIFY_TOKEN, app_secret_env: WABRIDGE_APP_SECRET}
 numbers:
   - number: "+15551230001"
     phone_number_id: "1234567890"
@@ -67,6 +76,7 @@ numbers:
   - number: "+15551230002"
     phone_number_id: "1234567891"
     mode: api
+    api: {provider: meta, token_env: WABRIDGE_GRAPH_TOKEN}
     pbx_route: {extension: "2000"}
 `
 	path := writeFile(t, "minimal.yaml", minimal) // CERT/KEY come from the environment overrides

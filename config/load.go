@@ -97,7 +97,8 @@ func defaults() *Config {
 			InactivityTimeout: DefaultInactivityTimeout,
 			ICETimeout:        DefaultICETimeout,
 		},
-		Limits: Limits{DrainTimeout: DefaultDrainTimeout},
+		Limits:  Limits{DrainTimeout: DefaultDrainTimeout},
+		Webhook: Webhook{Path: DefaultWebhookPath},
 		PBX: PBX{
 			Transport: DefaultPBXTransport,
 			Register:  PBXRegister{Expires: DefaultRegisterExpires},

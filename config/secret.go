@@ -50,6 +50,11 @@ func (e *secretSourceError) Unwrap() error { return e.Err }
 
 // resolveSecret reads a password from the one source that is set.
 func resolveSecret(inline Secret, file, env string) (string, error) {
+	return resolveNamedSecret("password", inline, file, env)
+}
+
+// resolveNamedSecret reads a secret whose keys are name, name_file and name_env.
+func resolveNamedSecret(name string, inline Secret, file, env string) (string, error) {
 	set := 0
 	for _, v := range []string{string(inline), file, env} {
 		if v != "" {
@@ -58,7 +63,7 @@ func resolveSecret(inline Secret, file, env string) (string, error) {
 	}
 	if set != 1 {
 		// With two sources set we could not tell which one the operator rotated.
-		return "", &secretSourceError{"password", errors.New("set exactly one of password, password_file, password_env")}
+		return "", &secretSourceError{name, fmt.Errorf("set exactly one of %s, %s_file, %s_env", name, name, name)}
 	}
 	switch {
 	case inline != "":
@@ -66,22 +71,22 @@ func resolveSecret(inline Secret, file, env string) (string, error) {
 	case file != "":
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return "", &secretSourceError{"password_file", err}
+			return "", &secretSourceError{name + "_file", err}
 		}
 		// Trimmed because `echo secret > file` and editors add a newline that is not part of
 		// the password.
 		s := strings.TrimSpace(string(b))
 		if s == "" {
-			return "", &secretSourceError{"password_file", fmt.Errorf("%s is empty", file)}
+			return "", &secretSourceError{name + "_file", fmt.Errorf("%s is empty", file)}
 		}
 		return s, nil
 	default:
 		v, ok := os.LookupEnv(env)
 		if !ok {
-			return "", &secretSourceError{"password_env", fmt.Errorf("environment variable %s is not set", env)}
+			return "", &secretSourceError{name + "_env", fmt.Errorf("environment variable %s is not set", env)}
 		}
 		if v == "" {
-			return "", &secretSourceError{"password_env", fmt.Errorf("environment variable %s is empty", env)}
+			return "", &secretSourceError{name + "_env", fmt.Errorf("environment variable %s is empty", env)}
 		}
 		return v, nil
 	}

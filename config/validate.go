@@ -297,10 +297,33 @@ func (c *Config) validateNumbers(p *problems) {
 		case ModeSIP:
 			validateNumberSIP(p, key+".sip", &n.SIP)
 		case ModeAPI:
-			// API mode lands later; number and phone_number_id are all it needs for now.
+			validateNumberAPI(p, key+".api", n)
+			if c.HTTP.Listen == "" {
+				p.add("http.listen", "required when a number has mode api: webhooks arrive there (at webhook.path)")
+			}
 		default:
 			p.add(key+".mode", "%q is not a mode; use sip or api", n.Mode)
 		}
+	}
+}
+
+func validateNumberAPI(p *problems, key string, n *Number) {
+	a := &n.API
+	known := false
+	for _, name := range apiProviders() {
+		known = known || a.Provider == name
+	}
+	if !known {
+		p.add(key+".provider", "%q is not a provider; use one of %s", a.Provider, strings.Join(apiProviders(), ", "))
+	}
+	if _, err := resolveNamedSecret("token", a.TokenInline, a.TokenFile, a.TokenEnv); err != nil {
+		*p = append(*p, secretError(key, err))
+	}
+	if a.BaseURL != "" && !strings.HasPrefix(a.BaseURL, "https://") && !strings.HasPrefix(a.BaseURL, "http://") {
+		p.add(key+".base_url", "%q is not an http(s) URL", a.BaseURL)
+	}
+	if a.Provider == "conceptomovil" && a.WABAID == "" {
+		p.add(key+".waba_id", "required for conceptomovil (its settings path names the WABA)")
 	}
 }
 

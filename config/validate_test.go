@@ -295,7 +295,7 @@ func TestValidationErrors(t *testing.T) {
 		},
 		{
 			name:  "http.listen not host:port",
-			edits: []replacement{{"sip:\n", "http: {listen: \"9090\"}\nsip:\n"}},
+			edits: []replacement{{"http:\n  listen: \"127.0.0.1:0\"\n", "http: {listen: \"9090\"}\n"}},
 			want:  []problem{{"http.listen", "is not host:port"}},
 		},
 		{
@@ -325,8 +325,8 @@ func TestValidationErrors(t *testing.T) {
 		},
 		{
 			name:  "a section given a scalar",
-			edits: []replacement{{"sip:\n", "http: yes\nsip:\n"}},
-			want:  []problem{{"http", "expected a map"}},
+			edits: []replacement{{"http:\n  listen: \"127.0.0.1:0\"\n", "http: yes\n"}},
+			want:  []problem{{"http", "expected a map"}, {"http.listen", "required when a number has mode api"}},
 		},
 		{
 			name: "a mapping where a list belongs",

@@ -50,6 +50,9 @@ func exampleEnv(t *testing.T) {
 	t.Setenv("WABRIDGE_SIP__WHATSAPP_LISTEN__CERT_FILE", cert)
 	t.Setenv("WABRIDGE_SIP__WHATSAPP_LISTEN__KEY_FILE", key)
 	t.Setenv("WABRIDGE_SIP_PASSWORD_15551230001", "meta-sip-password")
+	t.Setenv("WABRIDGE_GRAPH_TOKEN", "graph-token")
+	t.Setenv("WABRIDGE_WEBHOOK_VERIFY_TOKEN", "verify-token")
+	t.Setenv("WABRIDGE_APP_SECRET", "app-secret")
 }
 
 func TestCheckConfigExample(t *testing.T) {
@@ -81,7 +84,7 @@ numbers:
 	assert.Equal(t, exitFailure, r.code)
 	assert.Empty(t, r.stdout)
 	for _, want := range []string{
-		path + ": 6 problems:",
+		path + ": 9 problems:",
 		"  numbers[1].pbx_rout: unknown key (did you mean numbers[1].pbx_route?)",
 		"  media.rtp_port_min: must be even and < rtp_port_max",
 		"  sip.whatsapp_listen.tls: required when a number has mode sip",
