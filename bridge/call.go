@@ -69,6 +69,7 @@ type Call struct {
 	pbxPort     uint16           // our RTP port on the PBX leg
 	pbxKeys     *media.SRTPKeys  // SDES toward the PBX (pbx.srtp, or a PBX that offers RTP/SAVP); nil: plain RTP
 	web         *media.WebRTCLeg // DTLS numbers: the ICE + DTLS leg, which owns the WhatsApp endpoint
+	api         *apiLeg          // API-mode numbers: call actions and webhook events instead of SIP
 	ssrc        uint32           // the one SSRC we send toward WhatsApp
 	waCallID    string
 	relay       *media.Relay
@@ -88,6 +89,9 @@ func newCall(s *Server, dir Direction, num *config.Number, log *logrus.Entry) *C
 
 // provider names the WhatsApp side for metrics: Meta's own edge, or the BSP edge's host.
 func (c *Call) provider() string {
+	if c.number.Mode == config.ModeAPI {
+		return c.number.API.Provider
+	}
 	if h := c.number.SIP.Edge.Host; h != "" && h != config.DefaultEdgeHost {
 		return h
 	}
@@ -253,6 +257,10 @@ func (c *Call) hangup(reason string) {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.bye("pbx", c.pbxIn, c.pbxOut) }()
 	}
+	if c.api != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.endAPILeg() }()
+	}
 	wg.Wait()
 	c.finish()
 }
@@ -329,6 +337,9 @@ func (c *Call) finish() {
 	}
 	if c.waCallID != "" {
 		c.srv.wa.pins.Unpin(c.waCallID)
+	}
+	if c.api != nil {
+		c.srv.releaseAPICall(c)
 	}
 	c.log.WithFields(fields).Info("call ended")
 	close(c.done)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,15 +53,22 @@ type harnessOptions struct {
 	digest           string
 	pbxExtra         string // more YAML lines under pbx:, indented by two spaces
 	maxCalls         int
-	pbxTLS           bool // also listen for the PBX on TLS (127.0.0.1:0)
+	pbxTLS           bool // also listen for the PBX on TLS (bindIP:0)
 	dtls             bool // the number uses ICE + DTLS-SRTP (Meta's default) instead of SDES
 	iceTimeout       time.Duration
+	// bindIP is the address wabridge listens on and binds media to, and what it advertises;
+	// default 127.0.0.1. The Meta-like edge stays on 127.0.0.1.
+	bindIP string
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
 	dir := t.TempDir()
-	certFile, keyFile := configtest.WriteCert(t, dir, sipHostname, "127.0.0.1")
+	ip := o.bindIP
+	if ip == "" {
+		ip = "127.0.0.1"
+	}
+	certFile, keyFile := configtest.WriteCert(t, dir, sipHostname, ip)
 	pem, err := os.ReadFile(certFile)
 	require.NoError(t, err)
 	roots := x509.NewCertPool()
@@ -99,20 +107,21 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if inactivity == 0 {
 		inactivity = 10 * time.Second
 	}
+	anyPort := net.JoinHostPort(ip, "0")
 	pbxTLS := ""
 	if o.pbxTLS {
-		pbxTLS = "127.0.0.1:0"
+		pbxTLS = anyPort
 	}
 	yaml := fmt.Sprintf(`
 log: {level: debug}
 sip:
-  hostname: 127.0.0.1
-  pbx_listen: {udp: "127.0.0.1:0", tcp: "", tls: %q}
-  whatsapp_listen: {tls: "127.0.0.1:0", cert_file: %q, key_file: %q}
+  hostname: %s
+  pbx_listen: {udp: %q, tcp: "", tls: %q}
+  whatsapp_listen: {tls: %q, cert_file: %q, key_file: %q}
   whatsapp_ca_file: %q
 media:
-  bind_ip: 127.0.0.1
-  public_ip: 127.0.0.1
+  bind_ip: %s
+  public_ip: %s
   inactivity_timeout: %s
   ice_timeout: %s
 pbx:
@@ -128,7 +137,7 @@ numbers:
       srtp: %s
       edge: {host: wa.meta.vc, address: %q}
       additional_codecs: [%s]
-`, pbxTLS, certFile, keyFile, caFile, inactivity, iceTimeout, o.pbxAddr, o.pbxExtra, o.maxCalls, business, sipHostname, sipPassword, srtp, edge.Addr().String(),
+`, ip, anyPort, pbxTLS, anyPort, certFile, keyFile, caFile, ip, ip, inactivity, iceTimeout, o.pbxAddr, o.pbxExtra, o.maxCalls, business, sipHostname, sipPassword, srtp, edge.Addr().String(),
 		strings.Join(o.additionalCodecs, ","))
 	cfg, err := config.Parse([]byte(yaml))
 	require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
+	"github.com/wabridge/wabridge/bsp"
 	"github.com/wabridge/wabridge/config"
 	"github.com/wabridge/wabridge/media"
 	wsip "github.com/wabridge/wabridge/sip"
@@ -46,12 +47,14 @@ func (s *Server) onPBXInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	log = log.WithFields(logrus.Fields{"number": num.Number, "callee": user})
-	password, err := num.SIPPassword()
-	if err != nil {
-		log.WithError(err).Error("cannot read the number's SIP password")
-		s.metrics.Rejected.WithLabelValues("config").Inc()
-		respondErr(tx, req, sipErr(503, "Service Unavailable", "", err))
-		return
+	var password string
+	if num.Mode == config.ModeSIP {
+		if password, err = num.SIPPassword(); err != nil {
+			log.WithError(err).Error("cannot read the number's SIP password")
+			s.metrics.Rejected.WithLabelValues("config").Inc()
+			respondErr(tx, req, sipErr(503, "Service Unavailable", "", err))
+			return
+		}
 	}
 	offer, err := media.ParseDescription(req.Body())
 	if err != nil {
@@ -74,6 +77,9 @@ func (s *Server) onPBXInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	}
 	c := newCall(s, BusinessInitiated, num, log)
 	c.pbxKeys = pbxKeys
+	if num.Mode == config.ModeAPI {
+		c.api = &apiLeg{provider: s.api.providers[num.Number], events: make(chan bsp.Event, 16)}
+	}
 	c.runBusinessInitiated(req, tx, user, password, offer)
 }
 
@@ -104,30 +110,27 @@ func (s *Server) businessNumberFor(req *sipmsg.Request) (*config.Number, error) 
 			return nil, sipErr(404, "Not Found", headerBusinessNumber+" is not an E.164 number", err)
 		}
 		num, ok := cfg.Number(n)
-		if !ok || num.Mode != config.ModeSIP {
-			return nil, sipErr(404, "Not Found", "business number "+n+" is not configured in SIP mode", nil)
+		if !ok {
+			return nil, sipErr(404, "Not Found", "business number "+n+" is not configured", nil)
 		}
 		return num, nil
 	}
 	if from := req.From(); from != nil {
 		if n, err := wsip.NormalizeNumber(from.Address.User); err == nil {
-			if num, ok := cfg.Number(n); ok && num.Mode == config.ModeSIP {
+			if num, ok := cfg.Number(n); ok {
 				return num, nil
 			}
 		}
 	}
 	var only *config.Number
 	for i := range cfg.Numbers {
-		if cfg.Numbers[i].Mode != config.ModeSIP {
-			continue
-		}
 		if only != nil {
 			return nil, sipErr(404, "Not Found", "several business numbers configured: set "+headerBusinessNumber+" or the From user", nil)
 		}
 		only = &cfg.Numbers[i]
 	}
 	if only == nil {
-		return nil, sipErr(404, "Not Found", "no business number configured in SIP mode", nil)
+		return nil, sipErr(404, "Not Found", "no business number configured", nil)
 	}
 	return only, nil
 }
@@ -145,6 +148,10 @@ func (c *Call) runBusinessInitiated(req *sipmsg.Request, tx sipmsg.ServerTransac
 	c.mu.Unlock()
 	s.register(callIDOf(req), c)
 	_ = dlgPBX.Respond(100, "Trying", nil)
+	if c.api != nil {
+		c.runAPIBusinessInitiated(dlgPBX, user, offer)
+		return
+	}
 	c.log.Info("business-initiated call offered")
 
 	if err := c.openMedia(); err != nil {

@@ -67,6 +67,7 @@ type Server struct {
 
 	regs    *registrations
 	metrics *metrics.Metrics
+	api     *apiState // API-mode numbers: provider clients and webhook receivers
 
 	mu       sync.Mutex
 	calls    map[string]*Call // by Call-ID of either leg
@@ -115,6 +116,9 @@ func NewServer(cfg *config.Config, log *logrus.Entry, opts ...Option) (*Server, 
 		return nil, fmt.Errorf("DTLS certificate: %w", err)
 	}
 
+	if err := s.setupAPI(cfg); err != nil {
+		return nil, err
+	}
 	if err := s.listen(); err != nil {
 		s.closeListeners()
 		return nil, err
@@ -132,15 +136,22 @@ func NewServer(cfg *config.Config, log *logrus.Entry, opts ...Option) (*Server, 
 
 func (s *Server) listen() error {
 	c := s.config().SIP
-	tlsConf, err := wsip.ServerTLSConfig(c.WhatsAppListen.CertFile, c.WhatsAppListen.KeyFile)
-	if err != nil {
-		return fmt.Errorf("sip.whatsapp_listen: %w", err)
+	var tlsConf *tls.Config
+	if c.WhatsAppListen.CertFile != "" {
+		var err error
+		if tlsConf, err = wsip.ServerTLSConfig(c.WhatsAppListen.CertFile, c.WhatsAppListen.KeyFile); err != nil {
+			return fmt.Errorf("sip.whatsapp_listen: %w", err)
+		}
 	}
-	l, err := net.Listen("tcp", c.WhatsAppListen.TLS)
-	if err != nil {
-		return fmt.Errorf("sip.whatsapp_listen.tls: %w", err)
+	// No WhatsApp listener when only API-mode numbers are configured (nothing connects to it).
+	if c.WhatsAppListen.TLS != "" && tlsConf != nil {
+		l, err := net.Listen("tcp", c.WhatsAppListen.TLS)
+		if err != nil {
+			return fmt.Errorf("sip.whatsapp_listen.tls: %w", err)
+		}
+		s.waTLS = tls.NewListener(l, tlsConf)
 	}
-	s.waTLS = tls.NewListener(l, tlsConf)
+	var err error
 	if c.PBXListen.UDP != "" {
 		if s.pbxUDP, err = net.ListenPacket("udp", c.PBXListen.UDP); err != nil {
 			return fmt.Errorf("sip.pbx_listen.udp: %w", err)
@@ -315,8 +326,11 @@ func (s *Server) setupPBXSide() error {
 // Serve runs until ctx ends, then hangs up every call and closes the listeners.
 func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 4)
-	go func() { errc <- s.wa.srv.ServeTLS(s.waTLS) }()
-	n := 1
+	n := 0
+	if s.waTLS != nil {
+		n++
+		go func() { errc <- s.wa.srv.ServeTLS(s.waTLS) }()
+	}
 	if s.pbxUDP != nil {
 		n++
 		go func() { errc <- s.pbx.srv.ServeUDP(s.pbxUDP) }()
@@ -374,6 +388,7 @@ func (s *Server) shutdown() {
 	}
 	s.stop()
 	s.wg.Wait()
+	s.closeAPI()
 	s.closeListeners()
 	_ = s.wa.ua.Close()
 	_ = s.pbx.ua.Close()

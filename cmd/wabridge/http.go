@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -15,7 +16,7 @@ import (
 
 // startHTTP serves /healthz (the process is alive), /readyz (send it calls: 200, 429 at the call
 // limit, 503 draining or a required registration down) and /metrics.
-func startHTTP(addr string, srv *bridge.Server, log *logrus.Logger) (*http.Server, error) {
+func startHTTP(addr, webhookPath string, srv *bridge.Server, log *logrus.Logger) (*http.Server, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
@@ -34,6 +35,12 @@ func startHTTP(addr string, srv *bridge.Server, log *logrus.Logger) (*http.Serve
 		fmt.Fprintln(w, reason)
 	})
 	mux.Handle("GET /metrics", srv.Metrics().Handler())
+	if h := srv.WebhookHandler(); h != nil {
+		// API mode: providers POST call webhooks here (Meta also GETs it to verify the URL).
+		base := strings.TrimSuffix(webhookPath, "/")
+		mux.Handle(base, h)
+		mux.Handle(base+"/", h)
+	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := hs.Serve(l); err != nil && err != http.ErrServerClosed {

@@ -85,7 +85,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 
 	var httpSrv *http.Server
 	if cfg.HTTP.Listen != "" {
-		if httpSrv, err = startHTTP(cfg.HTTP.Listen, srv, log); err != nil {
+		if httpSrv, err = startHTTP(cfg.HTTP.Listen, cfg.Webhook.Path, srv, log); err != nil {
 			stopServe()
 			<-served
 			return err

@@ -1,0 +1,557 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/sirupsen/logrus"
+
+	"github.com/wabridge/wabridge/bsp"
+	"github.com/wabridge/wabridge/config"
+	"github.com/wabridge/wabridge/media"
+	wsip "github.com/wabridge/wabridge/sip"
+)
+
+// apiCallInfo is the WhatsApp call data of a connect webhook, for the PBX INVITE's headers.
+func apiCallInfo(ev bsp.Event, num *config.Number) wsip.WhatsAppInfo {
+	return wsip.WhatsAppInfo{WACID: ev.CallID, CallerNumber: "+" + strings.TrimPrefix(ev.From, "+"),
+		BusinessNumber: num.Number, CTAPayload: ev.CTAPayload, DeeplinkPayload: ev.DeeplinkPayload}
+}
+
+// apiRingTimeout bounds how long a business-initiated call in API mode waits for WhatsApp to
+// answer. Meta documents no ring timeout for BIC (whatsapp-calling.md §8 q1); a minute matches
+// what PBX users expect of any outbound trunk.
+const apiRingTimeout = 60 * time.Second
+
+// apiState is the API-mode plumbing of a Server: one provider client per number and the
+// webhook receivers that feed call events back.
+type apiState struct {
+	providers map[string]bsp.Provider // by E.164 number
+	handlers  []*bsp.WebhookHandler
+	mux       *http.ServeMux
+	seq       *bsp.Sequencer
+
+	mu    sync.Mutex
+	calls map[string]*Call // by wacid, or "user:<digits>" while a Positus connect has no id yet
+}
+
+// apiLeg is the WhatsApp leg of a call in API mode: call actions out, webhook events in.
+type apiLeg struct {
+	provider bsp.Provider
+	ref      bsp.CallRef
+	events   chan bsp.Event
+
+	mu       sync.Mutex
+	accepted bool // accept returned 200 (user-initiated) or WhatsApp answered (business-initiated)
+	ended    bool // WhatsApp already ended the call (terminate webhook) or we sent terminate/reject
+}
+
+// setupAPI builds the provider clients and webhook receivers for the config's API numbers.
+func (s *Server) setupAPI(cfg *config.Config) error {
+	s.api = &apiState{providers: map[string]bsp.Provider{}, mux: http.NewServeMux(),
+		seq: bsp.NewSequencer(0, 0), calls: map[string]*Call{}}
+	usedProviders := map[string]bool{}
+	for i := range cfg.Numbers {
+		n := &cfg.Numbers[i]
+		if n.Mode != config.ModeAPI {
+			continue
+		}
+		p, err := bsp.New(bsp.Config{
+			Provider: n.API.Provider, BaseURL: n.API.BaseURL, APIVersion: n.API.APIVersion,
+			PhoneNumberID: n.PhoneNumberID, DisplayNumber: strings.TrimPrefix(n.Number, "+"), WABAID: n.API.WABAID,
+			Token: n.APIToken, Log: s.log.WithFields(logrus.Fields{"number": n.Number, "provider": n.API.Provider}),
+		})
+		if err != nil {
+			return fmt.Errorf("numbers[%d].api: %w", i, err)
+		}
+		s.api.providers[n.Number] = p
+		usedProviders[n.API.Provider] = true
+	}
+	if len(usedProviders) == 0 {
+		return nil
+	}
+	verify, err := cfg.Webhook.VerifyToken()
+	if err != nil {
+		return err
+	}
+	secret, err := cfg.Webhook.AppSecret()
+	if err != nil {
+		return err
+	}
+	base := strings.TrimSuffix(cfg.Webhook.Path, "/")
+	for name := range usedProviders {
+		wc := bsp.WebhookConfig{Provider: name, AppSecret: secret, VerifyToken: verify,
+			Known: s.knownAPINumber, OnEvent: s.onAPIEvent, Log: s.log.WithField("provider", name)}
+		if name == bsp.ProviderPositus {
+			// Positus does not sign its webhooks (docs/bsp.md): the verify token travels in the
+			// URL instead (?token=...), and its bare envelope names no number, so the URL is
+			// bound to the (first) Positus number.
+			wc.AppSecret, wc.URLToken = "", verify
+			for i := range cfg.Numbers {
+				if n := &cfg.Numbers[i]; n.Mode == config.ModeAPI && n.API.Provider == name {
+					wc.Number, wc.PhoneNumberID = strings.TrimPrefix(n.Number, "+"), n.PhoneNumberID
+					break
+				}
+			}
+		}
+		h, err := bsp.NewWebhookHandler(wc)
+		if err != nil {
+			return fmt.Errorf("webhook for %s: %w", name, err)
+		}
+		s.api.handlers = append(s.api.handlers, h)
+		// Each provider has its own URL (its envelope and signature differ); Meta's is also
+		// served on the bare path, which is what Meta's app dashboard is usually given.
+		s.api.mux.Handle(base+"/"+name, h)
+		if name == bsp.ProviderMeta {
+			s.api.mux.Handle(base, h)
+		}
+	}
+	return nil
+}
+
+// WebhookHandler serves the API-mode webhooks (nil when no number is in API mode). Mount it on
+// the HTTP listener at webhook.path.
+func (s *Server) WebhookHandler() http.Handler {
+	if s.api == nil || len(s.api.handlers) == 0 {
+		return nil
+	}
+	return s.api.mux
+}
+
+func (s *Server) closeAPI() {
+	if s.api == nil {
+		return
+	}
+	for _, h := range s.api.handlers {
+		h.Close()
+	}
+}
+
+// apiNumber finds the configured API number an event is for.
+func (s *Server) apiNumber(phoneNumberID, display string) *config.Number {
+	cfg := s.config()
+	for i := range cfg.Numbers {
+		n := &cfg.Numbers[i]
+		if n.Mode != config.ModeAPI {
+			continue
+		}
+		if (phoneNumberID != "" && n.PhoneNumberID == phoneNumberID) ||
+			(display != "" && strings.TrimPrefix(n.Number, "+") == strings.TrimPrefix(display, "+")) {
+			return n
+		}
+	}
+	return nil
+}
+
+func (s *Server) knownAPINumber(phoneNumberID, display string) bool {
+	return s.apiNumber(phoneNumberID, display) != nil
+}
+
+// onAPIEvent routes one webhook event. It runs on the webhook worker: it must not block.
+func (s *Server) onAPIEvent(ev bsp.Event) {
+	log := s.log.WithFields(logrus.Fields{"wacid": ev.CallID, "provider": ev.Provider, "event": string(ev.Kind),
+		"status": ev.Status})
+	if !s.api.seq.Admit(ev) {
+		log.Info("webhook event dropped: repeated or out of order")
+		return
+	}
+	if ev.Kind == bsp.EventConnect && ev.Direction == bsp.DirectionUserInitiated {
+		s.startAPIUserInitiated(ev, log)
+		return
+	}
+	s.api.mu.Lock()
+	c := s.api.calls[ev.CallID]
+	if c == nil && ev.CallID != "" {
+		// A business-initiated call whose connect returned no id (Positus): the first webhook
+		// names it; WhatsApp allows one call per business-user pair, so the user identifies it.
+		if c = s.api.calls["user:"+ev.User()]; c != nil {
+			delete(s.api.calls, "user:"+ev.User())
+			s.api.calls[ev.CallID] = c
+			c.api.mu.Lock()
+			c.api.ref.ID = ev.CallID
+			c.api.mu.Unlock()
+		}
+	}
+	s.api.mu.Unlock()
+	if c == nil {
+		log.Info("webhook event for no call in progress: ignored")
+		return
+	}
+	select {
+	case c.api.events <- ev:
+	default:
+		log.Warn("call's event queue full: event dropped")
+	}
+}
+
+func (s *Server) registerAPICall(key string, c *Call) {
+	s.api.mu.Lock()
+	s.api.calls[key] = c
+	s.api.mu.Unlock()
+}
+
+func (s *Server) releaseAPICall(c *Call) {
+	s.api.mu.Lock()
+	for k, cc := range s.api.calls {
+		if cc == c {
+			delete(s.api.calls, k)
+		}
+	}
+	s.api.mu.Unlock()
+}
+
+// startAPIUserInitiated handles a connect webhook carrying a WhatsApp user's offer.
+func (s *Server) startAPIUserInitiated(ev bsp.Event, log *logrus.Entry) {
+	num := s.apiNumber(ev.PhoneNumberID, ev.DisplayNumber)
+	if num == nil {
+		log.Warn("connect webhook for a number not configured in API mode")
+		return
+	}
+	log = log.WithFields(logrus.Fields{"number": num.Number, "caller": "+" + ev.From, "leg": "whatsapp"})
+	provider := s.api.providers[num.Number]
+	ref := bsp.CallRef{ID: ev.CallID, User: ev.From}
+	if err := s.admit(); err != nil {
+		log.WithError(err).Warn("call refused")
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), byeTimeout)
+			defer cancel()
+			_ = provider.Reject(ctx, ref)
+		}()
+		return
+	}
+	c := newCall(s, UserInitiated, num, log)
+	c.api = &apiLeg{provider: provider, ref: ref, events: make(chan bsp.Event, 16)}
+	s.registerAPICall(ev.CallID, c)
+	go c.runAPIUserInitiated(ev)
+}
+
+// runAPIUserInitiated: pre_accept with our answer at once (ICE and DTLS then run while the PBX
+// rings, which cuts clipping, §4.10), INVITE the PBX, accept with the same SDP when it answers,
+// and start media only after accept returned 200 (§2.2).
+func (c *Call) runAPIUserInitiated(ev bsp.Event) {
+	s := c.srv
+	c.log.Info("user-initiated call offered (API)")
+	offer, err := media.ParseDescription([]byte(ev.SDP))
+	if err != nil {
+		c.fail(sipErr(488, "Not Acceptable Here", "WhatsApp offer: "+err.Error(), err))
+		return
+	}
+	opus, ok := findByName(offer.Codecs, media.CodecOpus)
+	if !ok {
+		c.fail(sipErr(488, "Not Acceptable Here", "WhatsApp offer has no Opus", media.ErrNoCodec))
+		return
+	}
+	// The answer goes out before the PBX has chosen, so it is Opus (always offered by Meta).
+	codecs := []media.Codec{opus}
+	if te, ok := offer.DTMF(); ok {
+		codecs = append(codecs, te)
+	}
+	if err := c.openMedia(); err != nil {
+		c.fail(err)
+		return
+	}
+	if err := c.newWebRTCLeg(); err != nil {
+		c.fail(err)
+		return
+	}
+	answer, err := c.web.Answer(offer, codecs)
+	if err != nil {
+		c.fail(sipErr(488, "Not Acceptable Here", "WhatsApp offer: "+err.Error(), err))
+		return
+	}
+	sdp := string(c.withSSRC(answer).Marshal())
+	if err := c.api.provider.PreAccept(c.ctx, c.api.ref, sdp); err != nil && !errors.Is(err, bsp.ErrUnsupported) {
+		c.fail(providerFailure("pre_accept", err))
+		return
+	}
+	type connected struct {
+		wa  waMedia
+		err error
+	}
+	connCh := make(chan connected, 1)
+	go func() {
+		wa, err := c.connectWebRTC(c.ctx)
+		connCh <- connected{wa, err}
+	}()
+
+	inviteCtx, cancelInvite := context.WithCancel(c.ctx)
+	defer cancelInvite()
+	go c.watchAPIEvents(cancelInvite)
+
+	pOffer, err := pbxOffer(&media.Description{Codecs: codecs}, s.publicIP, int(c.pbxPort), uint8(c.cfg.PBX.OpusPT), uint8(c.cfg.PBX.DTMFPT))
+	if err != nil {
+		c.fail(err)
+		return
+	}
+	info := apiCallInfo(ev, c.number)
+	pbxReq, err := c.pbxInvite(info, pOffer)
+	if err != nil {
+		c.fail(err)
+		return
+	}
+	dlgPBX, err := s.pbx.dua.WriteInvite(inviteCtx, pbxReq)
+	if err != nil {
+		c.fail(sipErr(503, "Service Unavailable", "PBX unreachable", err))
+		return
+	}
+	c.mu.Lock()
+	c.pbxOut = dlgPBX
+	c.mu.Unlock()
+	s.register(callIDOf(pbxReq), c)
+	if err := dlgPBX.WaitAnswer(inviteCtx, sipgo.AnswerOptions{}); err != nil {
+		if c.ctx.Err() != nil || errors.Is(err, context.Canceled) {
+			c.hangup("WhatsApp ended the call")
+			return
+		}
+		c.fail(pbxFailure(err))
+		return
+	}
+	c.mu.Lock()
+	c.pbxUp = true
+	c.pbxSDP = pOffer
+	c.mu.Unlock()
+	pbxAns, err := media.ParseDescription(dlgPBX.InviteResponse.Body())
+	var codec audioCodec
+	if err == nil {
+		codec, err = agreeUIC(&media.Description{Codecs: codecs}, pbxAns)
+	}
+	_ = dlgPBX.Ack(c.ctx)
+	if err != nil {
+		c.fail(err)
+		return
+	}
+	if err := c.api.provider.Accept(c.ctx, c.api.ref, sdp, ""); err != nil {
+		c.fail(providerFailure("accept", err))
+		return
+	}
+	c.api.mu.Lock()
+	c.api.accepted = true
+	c.api.mu.Unlock()
+	res := <-connCh
+	if res.err != nil {
+		c.log.WithError(res.err).Error("WhatsApp media did not connect")
+		c.fail(res.err)
+		return
+	}
+	c.setState(stateAnswered)
+	c.log.WithField("codec", codec.Name).Info("call answered")
+	if err := c.startRelay(codec, res.wa, pbxAns); err != nil {
+		c.log.WithError(err).Error("media relay failed")
+		c.hangup("media relay failed")
+	}
+}
+
+// watchAPIEvents ends a user-initiated API call when WhatsApp terminates it.
+func (c *Call) watchAPIEvents(cancelInvite context.CancelFunc) {
+	for {
+		select {
+		case ev := <-c.api.events:
+			if ev.Kind == bsp.EventTerminate {
+				c.api.mu.Lock()
+				c.api.ended = true
+				c.api.mu.Unlock()
+				c.log.WithField("status", ev.Status).Info("WhatsApp terminated the call")
+				cancelInvite()
+				c.hangup("WhatsApp ended the call")
+				return
+			}
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// runAPIBusinessInitiated: connect with our offer, wait for the answer SDP and the status
+// webhooks, and answer the PBX when WhatsApp has accepted and media is up.
+func (c *Call) runAPIBusinessInitiated(dlgPBX *sipgo.DialogServerSession, user string, pbxOffer *media.Description) {
+	s := c.srv
+	c.log.Info("business-initiated call offered (API)")
+	if err := c.openMedia(); err != nil {
+		c.rejectPBX(err)
+		return
+	}
+	waOffer, err := waOfferSDES(pbxOffer, nil, s.publicIP, int(c.waEP.RTP.LocalAddr().Port()), nil)
+	if err != nil {
+		c.rejectPBX(err)
+		return
+	}
+	if err := c.newWebRTCLeg(); err != nil {
+		c.rejectPBX(err)
+		return
+	}
+	offer, err := c.web.Offer(waOffer.Codecs)
+	if err != nil {
+		c.rejectPBX(sipErr(500, "Server Internal Error", "WebRTC offer", err))
+		return
+	}
+	digits := strings.TrimPrefix(user, "+")
+	c.api.ref.User = digits
+	s.registerAPICall("user:"+digits, c)
+	id, err := c.api.provider.Connect(c.ctx, bsp.CallRequest{To: digits, SDPOffer: string(c.withSSRC(offer).Marshal())})
+	if err != nil {
+		c.api.mu.Lock()
+		c.api.ended = true // nothing to terminate
+		c.api.mu.Unlock()
+		c.rejectPBX(providerFailure("connect", err))
+		return
+	}
+	if id != "" {
+		c.api.mu.Lock()
+		c.api.ref.ID = id
+		c.api.mu.Unlock()
+		s.api.mu.Lock()
+		delete(s.api.calls, "user:"+digits)
+		s.api.calls[id] = c
+		s.api.mu.Unlock()
+		c.log = c.log.WithField("wacid", id)
+	}
+
+	var (
+		answered  *media.Description
+		wa        waMedia
+		connected bool
+		accepted  bool
+		connCh    = make(chan error, 1)
+		ring      = time.NewTimer(apiRingTimeout)
+	)
+	defer ring.Stop()
+	for !(connected && accepted) {
+		select {
+		case ev := <-c.api.events:
+			switch {
+			case ev.Kind == bsp.EventConnect && answered == nil:
+				ans, err := media.ParseDescription([]byte(ev.SDP))
+				if err == nil {
+					err = c.web.SetAnswer(ans)
+				}
+				if err != nil {
+					c.rejectPBX(sipErr(488, "Not Acceptable Here", "WhatsApp's answer: "+err.Error(), err))
+					return
+				}
+				answered = ans
+				go func() {
+					var err error
+					wa, err = c.connectWebRTC(c.ctx)
+					connCh <- err
+				}()
+			case ev.Kind == bsp.EventStatus && ev.Status == bsp.StatusRinging:
+				if c.setState(stateEarly) {
+					_ = dlgPBX.Respond(180, "Ringing", nil)
+				}
+			case ev.Kind == bsp.EventStatus && ev.Status == bsp.StatusAccepted:
+				accepted = true
+			case ev.Kind == bsp.EventStatus && ev.Status == bsp.StatusRejected:
+				c.rejectPBX(sipErr(603, "Decline", "the WhatsApp user declined", nil))
+				return
+			case ev.Kind == bsp.EventTerminate:
+				c.api.mu.Lock()
+				c.api.ended = true
+				c.api.mu.Unlock()
+				c.rejectPBX(terminateFailure(ev))
+				return
+			}
+		case err := <-connCh:
+			if err != nil {
+				c.rejectPBX(err)
+				return
+			}
+			connected = true
+		case <-dlgPBX.Context().Done():
+			c.hangup("canceled by PBX")
+			return
+		case <-ring.C:
+			c.rejectPBX(sipErr(480, "Temporarily Unavailable", "WhatsApp user did not answer", nil))
+			return
+		case <-c.ctx.Done():
+			return
+		}
+	}
+	c.api.mu.Lock()
+	c.api.accepted = true
+	c.api.mu.Unlock()
+	codec, err := agreeBIC(pbxOffer, answered)
+	if err != nil {
+		c.rejectPBX(err)
+		return
+	}
+	c.setState(stateAnswered)
+	if err := c.startRelay(codec, wa, pbxOffer); err != nil {
+		c.rejectPBX(err)
+		return
+	}
+	answer := pbxAnswer(pbxOffer, codec, s.publicIP, int(c.relayPBXPort()))
+	if c.pbxKeys != nil {
+		answer.Proto = pbxOffer.Proto
+		answer.Crypto = []media.Crypto{c.pbxKeys.Local}
+	}
+	c.mu.Lock()
+	c.pbxSDP = answer
+	c.mu.Unlock()
+	go c.watchAPIEvents(func() {})
+	c.log.WithField("codec", codec.Name).Info("call answered")
+	if err := dlgPBX.RespondSDP(answer.Marshal()); err != nil {
+		c.log.WithError(err).Warn("PBX did not confirm our 200 OK")
+		c.hangup("no ACK from PBX")
+		return
+	}
+	c.mu.Lock()
+	c.pbxUp = true
+	c.mu.Unlock()
+}
+
+// endAPILeg tells the provider the call is over: reject before accept, terminate after — always,
+// since terminate affects billing (§0 fact 10). Called from hangup.
+func (c *Call) endAPILeg() {
+	c.api.mu.Lock()
+	if c.api.ended {
+		c.api.mu.Unlock()
+		return
+	}
+	c.api.ended = true
+	accepted, ref := c.api.accepted, c.api.ref
+	c.api.mu.Unlock()
+	if ref.ID == "" {
+		return // a connect that never produced a call id
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), byeTimeout)
+	defer cancel()
+	var err error
+	action := "terminate"
+	if c.dir == UserInitiated && !accepted {
+		action = "reject"
+		err = c.api.provider.Reject(ctx, ref)
+	} else {
+		err = c.api.provider.Terminate(ctx, ref)
+	}
+	if err != nil {
+		c.log.WithError(err).WithField("action", action).Warn("provider call action failed")
+		return
+	}
+	c.log.WithField("action", action).Info("WhatsApp leg ended through the provider")
+}
+
+// providerFailure gives a failed call action its SIP meaning (bsp's one table, §2.6).
+func providerFailure(action string, err error) error {
+	st := bsp.ToSIP(err)
+	warn := action + " failed"
+	if st.Warning != "" {
+		warn += ": " + st.Warning
+	}
+	return sipErr(st.Code, st.Reason, warn, err)
+}
+
+// terminateFailure explains a terminate webhook that arrived before the call was answered.
+func terminateFailure(ev bsp.Event) error {
+	if len(ev.Errors) > 0 {
+		e := ev.Errors[0]
+		st := bsp.ToSIP(&e)
+		return sipErr(st.Code, st.Reason, st.Warning, &e)
+	}
+	return sipErr(480, "Temporarily Unavailable", "WhatsApp ended the call before it was answered", nil)
+}
