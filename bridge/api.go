@@ -495,14 +495,16 @@ func (c *Call) runAPIBusinessInitiated(dlgPBX *sipgo.DialogServerSession, user s
 	c.mu.Unlock()
 	go c.watchAPIEvents(func() {})
 	c.log.WithField("codec", codec.Name).Info("call answered")
+	// Up from the moment our 200 leaves: WhatsApp hanging up before the PBX's ACK arrives
+	// must still reach the PBX (found with Kamailio in front, where the ACK takes longer).
+	c.mu.Lock()
+	c.pbxUp = true
+	c.mu.Unlock()
 	if err := dlgPBX.RespondSDP(answer.Marshal()); err != nil {
 		c.log.WithError(err).Warn("PBX did not confirm our 200 OK")
 		c.hangup("no ACK from PBX")
 		return
 	}
-	c.mu.Lock()
-	c.pbxUp = true
-	c.mu.Unlock()
 }
 
 // endAPILeg tells the provider the call is over: reject before accept, terminate after — always,

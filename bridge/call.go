@@ -126,10 +126,14 @@ func (c *Call) getState() callState {
 func (c *Call) openMedia() error {
 	var err error
 	if c.waEP, err = c.srv.ports.Open(c.ctx); err != nil {
-		return sipErr(503, "Service Unavailable", "no free RTP port", err)
+		se := localRefusal("no free RTP port")
+		se.Err = err
+		return se
 	}
 	if c.pbxEP, err = c.srv.ports.Open(c.ctx); err != nil {
-		return sipErr(503, "Service Unavailable", "no free RTP port", err)
+		se := localRefusal("no free RTP port")
+		se.Err = err
+		return se
 	}
 	c.pbxPort = c.pbxEP.RTP.LocalAddr().Port()
 	return nil

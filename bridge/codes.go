@@ -11,7 +11,11 @@ type SIPError struct {
 	Code    int
 	Reason  string // reason phrase for the status line
 	Warning string // free text carried in a Warning: 399 header (Meta's own style, §5.3)
-	Err     error
+	// RetryAfter (seconds) marks a 503 as wabridge's own refusal (draining, call limit, no
+	// ports): a proxy in front (Kamailio's dispatcher) may then try a sibling instance, which
+	// it must not do for a WhatsApp-side failure that would ring the user twice.
+	RetryAfter int
+	Err        error
 }
 
 func (e *SIPError) Error() string {

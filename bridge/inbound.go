@@ -239,19 +239,18 @@ func (c *Call) answerWhatsApp(dlgWA *sipgo.DialogServerSession, dlgPBX *sipgo.Di
 			connCh <- connected{wa, err}
 		}()
 	}
+	// The leg counts as up from the moment our 200 leaves: a BYE from the PBX that overtakes
+	// Meta's ACK must still hang up WhatsApp (sipgo's BYE waits for the ACK by itself).
+	c.mu.Lock()
+	c.waUp = true
+	c.mu.Unlock()
 	// RespondSDP retransmits the 200 until Meta's ACK arrives (or 32 s pass). sipgo copies Meta's
 	// Record-Route set into it verbatim, which Meta needs to route the ACK (§5.2, §7).
 	if err := dlgWA.RespondSDP(answer.Marshal()); err != nil {
 		c.log.WithError(err).Warn("WhatsApp did not confirm our 200 OK")
-		c.mu.Lock()
-		c.waUp = false
-		c.mu.Unlock()
 		c.hangup("no ACK from WhatsApp")
 		return nil
 	}
-	c.mu.Lock()
-	c.waUp = true
-	c.mu.Unlock()
 	wa := c.sdesMedia(offer, keys)
 	if connCh != nil {
 		res := <-connCh
@@ -279,11 +278,7 @@ func (c *Call) rejectWA(err error) {
 	dlg := c.waIn
 	c.mu.Unlock()
 	if dlg != nil && c.getState() < stateAnswered {
-		var hdrs []sipmsg.Header
-		if se.Warning != "" {
-			hdrs = append(hdrs, warningHeader(se.Warning))
-		}
-		if err := dlg.Respond(se.Code, se.Reason, nil, hdrs...); err != nil {
+		if err := dlg.Respond(se.Code, se.Reason, nil, errHeaders(se)...); err != nil {
 			c.log.WithError(err).Debug("could not send final response to WhatsApp")
 		}
 	}

@@ -304,14 +304,16 @@ func (c *Call) answerPBX(dlgPBX *sipgo.DialogServerSession, dlgWA *sipgo.DialogC
 		return sipErr(487, "Request Terminated", "", c.ctx.Err())
 	}
 	c.log.WithField("codec", codec.Name).Info("call answered")
+	// Up from the moment our 200 leaves: WhatsApp hanging up before the PBX's ACK arrives
+	// must still reach the PBX (found with Kamailio in front, where the ACK takes longer).
+	c.mu.Lock()
+	c.pbxUp = true
+	c.mu.Unlock()
 	if err := dlgPBX.RespondSDP(answer.Marshal()); err != nil {
 		c.log.WithError(err).Warn("PBX did not confirm our 200 OK")
 		c.hangup("no ACK from PBX")
 		return nil
 	}
-	c.mu.Lock()
-	c.pbxUp = true
-	c.mu.Unlock()
 	return nil
 }
 
@@ -345,11 +347,7 @@ func (c *Call) rejectPBX(err error) {
 	dlg := c.pbxIn
 	c.mu.Unlock()
 	if dlg != nil && c.getState() < stateAnswered {
-		var hdrs []sipmsg.Header
-		if se.Warning != "" {
-			hdrs = append(hdrs, warningHeader(se.Warning))
-		}
-		if err := dlg.Respond(se.Code, se.Reason, nil, hdrs...); err != nil {
+		if err := dlg.Respond(se.Code, se.Reason, nil, errHeaders(se)...); err != nil {
 			c.log.WithError(err).Debug("could not send final response to PBX")
 		}
 	}

@@ -410,11 +410,11 @@ func (s *Server) admit() error {
 	defer s.mu.Unlock()
 	if s.draining {
 		s.metrics.Rejected.WithLabelValues("draining").Inc()
-		return sipErr(503, "Service Unavailable", "wabridge is draining", nil)
+		return localRefusal("wabridge is draining")
 	}
 	if max := s.config().Limits.MaxCalls; max > 0 && s.active >= max {
 		s.metrics.Rejected.WithLabelValues("call_limit").Inc()
-		return sipErr(503, "Service Unavailable", "call limit reached ("+strconv.Itoa(max)+")", nil)
+		return localRefusal("call limit reached (" + strconv.Itoa(max) + ")")
 	}
 	s.active++
 	s.wg.Add(1)
@@ -448,6 +448,12 @@ func (s *Server) release(c *Call) {
 
 func (s *Server) onOptions(allow string) sipgo.RequestHandler {
 	return func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		if code, reason := s.Readiness(); code == 503 {
+			// A load balancer's OPTIONS probe takes a draining instance out before calls fail.
+			respond(tx, req, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", "30"),
+				warningHeader(reason))
+			return
+		}
 		respond(tx, req, 200, "OK", sipmsg.NewHeader("Allow", allow), sipmsg.NewHeader("Accept", "application/sdp"))
 	}
 }
@@ -508,11 +514,26 @@ func respond(tx sipmsg.ServerTransaction, req *sipmsg.Request, code int, reason 
 // respondErr answers with a SIPError's code, reason and Warning.
 func respondErr(tx sipmsg.ServerTransaction, req *sipmsg.Request, err error) {
 	se := asSIPError(err)
+	respond(tx, req, se.Code, se.Reason, errHeaders(se)...)
+}
+
+// errHeaders are the headers that explain a failure response: Warning and Retry-After.
+func errHeaders(se *SIPError) []sipmsg.Header {
 	var hdrs []sipmsg.Header
 	if se.Warning != "" {
 		hdrs = append(hdrs, warningHeader(se.Warning))
 	}
-	respond(tx, req, se.Code, se.Reason, hdrs...)
+	if se.RetryAfter > 0 {
+		hdrs = append(hdrs, sipmsg.NewHeader("Retry-After", strconv.Itoa(se.RetryAfter)))
+	}
+	return hdrs
+}
+
+// localRefusal is a 503 of wabridge's own making, with Retry-After (see SIPError.RetryAfter).
+func localRefusal(why string) *SIPError {
+	se := sipErr(503, "Service Unavailable", why, nil)
+	se.RetryAfter = 30
+	return se
 }
 
 func warningHeader(text string) sipmsg.Header {

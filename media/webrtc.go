@@ -326,7 +326,9 @@ func (l *WebRTCLeg) RemoteAddr() netip.AddrPort {
 //
 // ICE: we are the full agent and CONTROLLING from the first check, whichever side offered:
 // Meta is ICE-lite and always controlled, and an agent that starts controlled meets 487 role
-// conflicts (whatsapp-calling.md §0 fact 4, §7's FreeSWITCH rows). Nomination is regular
+// conflicts (whatsapp-calling.md §0 fact 4, §7's FreeSWITCH rows). Against a full-ICE peer
+// that is also controlling (baresip, tested in bridge's netns test) RFC 8445 §7.3.1.1's
+// tie-breaker settles the conflict either way and the call connects. Nomination is regular
 // (RFC 8445 §8.1.1), and the selected pair is never switched afterwards (pion renominates only
 // when told to). DTLS starts only once ICE has selected a pair (§4.4).
 //

@@ -175,10 +175,8 @@ func (t sipTracer) SIPTraceWrite(transport, laddr, raddr string, msg []byte) {
 }
 
 func (t sipTracer) trace(dir, transport, laddr, raddr string, msg []byte) {
-	if !t.entry.Logger.IsLevelEnabled(logrus.DebugLevel) {
-		return
-	}
+	// log.sip_trace is an explicit request to see the messages, so they log at info.
 	t.entry.WithFields(logrus.Fields{
 		"dir": dir, "transport": transport, "laddr": laddr, "raddr": raddr,
-	}).Debug(redactSIPText(string(msg)))
+	}).Info(redactSIPText(string(msg)))
 }

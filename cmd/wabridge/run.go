@@ -66,6 +66,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	sipmsg.SetDefaultLogger(wsip.NewSlogLogger(logrus.NewEntry(log).WithField("component", "sipgo")))
 	if cfg.Log.SIPTrace {
 		// Every SIP message on both legs, credentials redacted. Phone numbers are in there, so off by default.
+		sipmsg.SIPDebug = true // sipgo only calls the tracer with this set
 		sipmsg.SIPDebugTracer(wsip.NewSIPTracer(logrus.NewEntry(log).WithField("component", "sip-trace")))
 	}
 	srv, err := bridge.NewServer(cfg, logrus.NewEntry(log))

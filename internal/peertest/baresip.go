@@ -14,8 +14,13 @@ import (
 	"time"
 )
 
-// BaresipOptions configures one baresip (1.0) user agent on 127.0.0.1.
+// BaresipOptions configures one baresip (1.0) user agent on 127.0.0.1 (or BindIP).
 type BaresipOptions struct {
+	// BindIP is the address baresip uses for everything: sip_listen, net_interface (RTP and the
+	// SDP's c=) and ctrl_tcp_listen. Zero: 127.0.0.1. Another address must be an IPv4 address
+	// (baresip runs with -4) of this network namespace's own. baresip's ICE (medianat=ice) ignores loopback and link-local addresses, so
+	// ICE needs one: a test address on a dummy interface in a network namespace the test made.
+	BindIP   netip.Addr
 	SIPPort  int  // sip_listen port for UDP and TCP (TLS is on SIPPort+1); 0 picks a free one
 	CtrlPort int  // ctrl_tcp port; 0 picks a free one
 	TLS      bool // listen for SIP over TLS too (needs CertPEM and KeyPEM)
@@ -26,7 +31,7 @@ type BaresipOptions struct {
 	// Account is the one line of baresip's accounts file, e.g.
 	//   <sip:+15550001111@127.0.0.1;transport=tls>;regint=0;mediaenc=srtp-mand;
 	//   audio_codecs=opus/48000/2;answermode=auto
-	// (regint=0: no REGISTER). Default: <sip:peertest@127.0.0.1>;regint=0;answermode=auto.
+	// (regint=0: no REGISTER). Default: <sip:peertest@BindIP>;regint=0;answermode=auto.
 	Account string
 	// AudioSource is what baresip sends: "ausine,FREQ" (a sine; ausine only runs at 48 kHz
 	// stereo, which is why ausrc is fixed at that) or "aufile,/path.wav" (48 kHz stereo 16-bit,
@@ -37,7 +42,11 @@ type BaresipOptions struct {
 	RecordDir string
 	// Timeout makes baresip quit by itself (-t) should the test binary die before its cleanup
 	// kills it. Default 60 s.
-	Timeout     time.Duration
+	Timeout time.Duration
+	// RTCPMux offers and accepts RTP/RTCP multiplexing (rtcp_mux yes, RFC 5761), which
+	// WebRTC-style peers require (dtls_srtp with ICE). Default off. baresip reads the first of
+	// repeated config lines, so ExtraConfig cannot turn it on.
+	RTCPMux     bool
 	ExtraConfig []string // more config lines, e.g. "module ice.so"
 }
 
@@ -64,8 +73,9 @@ func StartBaresip(t testing.TB, opts BaresipOptions) *Baresip {
 	if opts.TLS && (len(opts.CertPEM) == 0 || len(opts.KeyPEM) == 0) {
 		t.Fatal("peertest: BaresipOptions.TLS needs CertPEM and KeyPEM (see SelfSignedCert)")
 	}
+	opts.BindIP = bindIPOr(opts.BindIP)
 	if opts.Account == "" {
-		opts.Account = "<sip:peertest@127.0.0.1>;regint=0;answermode=auto"
+		opts.Account = "<sip:peertest@" + opts.BindIP.String() + ">;regint=0;answermode=auto"
 	}
 	if opts.AudioSource == "" {
 		opts.AudioSource = "ausine,440"
@@ -84,10 +94,10 @@ func StartBaresip(t testing.TB, opts BaresipOptions) *Baresip {
 	for attempt := 1; ; attempt++ {
 		o := opts
 		if pickSIP {
-			o.SIPPort = freeSIPPort(t, o.TLS)
+			o.SIPPort = freeSIPPort(t, o.BindIP, o.TLS)
 		}
 		if pickCtrl {
-			o.CtrlPort = FreeTCPPort(t)
+			o.CtrlPort = freeTCPPortOn(t, o.BindIP)
 		}
 		b, err := startBaresip(t, bin, o)
 		if err != nil {
@@ -111,16 +121,16 @@ func StartBaresip(t testing.TB, opts BaresipOptions) *Baresip {
 }
 
 // freeSIPPort picks a port free for SIP over UDP and TCP, and for TLS on the next port.
-func freeSIPPort(t testing.TB, tls bool) int {
+func freeSIPPort(t testing.TB, ip netip.Addr, tls bool) int {
 	t.Helper()
 	for range portAttempts {
-		p := FreeTCPPort(t)
+		p := freeTCPPortOn(t, ip)
 		if p >= 65535 {
 			continue
 		}
 		var closers []func() error
 		ok := func() bool {
-			u, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
+			u, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(p))))
 			if err != nil {
 				return false
 			}
@@ -130,7 +140,7 @@ func freeSIPPort(t testing.TB, tls bool) int {
 				tcpPorts = append(tcpPorts, p+1)
 			}
 			for _, port := range tcpPorts {
-				l, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(port))
+				l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
 				if err != nil {
 					return false
 				}
@@ -151,12 +161,17 @@ func freeSIPPort(t testing.TB, tls bool) int {
 
 func startBaresip(t testing.TB, bin string, o BaresipOptions) (*Baresip, error) {
 	dir := newLogDir(t, "baresip-*")
-	rtpBase := FreeUDPPortRange(t, 20)
+	rtpBase := freeUDPPortRangeOn(t, o.BindIP, 20)
+	ip := o.BindIP.String()
+	rtcpMux := "no"
+	if o.RTCPMux {
+		rtcpMux = "yes"
+	}
 	cfg := []string{
 		"# written by wabridge's internal/peertest for one test",
 		"poll_method epoll",
-		"sip_listen 127.0.0.1:" + strconv.Itoa(o.SIPPort),
-		"net_interface 127.0.0.1", // `-n lo` fails in 1.0: it wants an address
+		"sip_listen " + netip.AddrPortFrom(o.BindIP, uint16(o.SIPPort)).String(),
+		"net_interface " + ip, // `-n lo` fails in 1.0: it wants an address
 		"call_local_timeout 60",
 		"call_max_calls 4",
 		// No sound card: play into aubridge's "nil" device; send ausine or aufile.
@@ -169,7 +184,7 @@ func startBaresip(t testing.TB, bin string, o BaresipOptions) (*Baresip, error) 
 		"auplay_channels 2",
 		"audio_buffer 20-160",
 		fmt.Sprintf("rtp_ports %d-%d", rtpBase, rtpBase+19),
-		"rtcp_mux no",
+		"rtcp_mux " + rtcpMux,
 		"jitter_buffer_delay 5-10",
 		"rtp_stats yes",
 		"module_path /usr/lib/baresip/modules",
@@ -185,7 +200,7 @@ func startBaresip(t testing.TB, bin string, o BaresipOptions) (*Baresip, error) 
 		"module_tmp account.so",
 		"module_app menu.so", // the dial/hangup/accept commands ctrl_tcp runs
 		"module_app ctrl_tcp.so",
-		"ctrl_tcp_listen 127.0.0.1:" + strconv.Itoa(o.CtrlPort),
+		"ctrl_tcp_listen " + netip.AddrPortFrom(o.BindIP, uint16(o.CtrlPort)).String(),
 		"snd_path " + o.RecordDir,
 	}
 	if o.TLS {
@@ -220,15 +235,14 @@ func startBaresip(t testing.TB, bin string, o BaresipOptions) (*Baresip, error) 
 	if err != nil {
 		return nil, err
 	}
-	lo := netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	b := &Baresip{
 		process:  proc,
 		Options:  o,
-		SIPAddr:  netip.AddrPortFrom(lo, uint16(o.SIPPort)),
-		CtrlAddr: netip.AddrPortFrom(lo, uint16(o.CtrlPort)),
+		SIPAddr:  netip.AddrPortFrom(o.BindIP, uint16(o.SIPPort)),
+		CtrlAddr: netip.AddrPortFrom(o.BindIP, uint16(o.CtrlPort)),
 	}
 	if o.TLS {
-		b.TLSAddr = netip.AddrPortFrom(lo, uint16(o.SIPPort+1))
+		b.TLSAddr = netip.AddrPortFrom(o.BindIP, uint16(o.SIPPort+1))
 	}
 	return b, nil
 }

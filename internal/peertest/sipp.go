@@ -19,6 +19,10 @@ import (
 // SippOptions configures one sipp process. Zero values give a UDP UAS or UAC for one call on
 // 127.0.0.1 with ports picked by the OS.
 type SippOptions struct {
+	// BindIP is the local address for SIP, media and the control socket (-i, -mi, -ci), and what
+	// Via, Contact and SDP say. Zero: 127.0.0.1. Another address must be one of this network
+	// namespace's own (e.g. a test address on a dummy interface in a namespace the test made).
+	BindIP    netip.Addr
 	Scenario  string        // path of the XML scenario (-sf); see ScenarioPath
 	Remote    string        // host:port to send the first request to; empty for a UAS
 	Service   string        // -s: Request-URI user ([service]) of a UAC's INVITE
@@ -54,18 +58,19 @@ type SippProc struct {
 	*process
 
 	Options     SippOptions    // as started, with the defaults and picked ports filled in
-	SIPAddr     netip.AddrPort // 127.0.0.1:LocalPort
-	MediaAddr   netip.AddrPort // 127.0.0.1:MediaPort
+	SIPAddr     netip.AddrPort // BindIP:LocalPort
+	MediaAddr   netip.AddrPort // BindIP:MediaPort
 	ControlPort int            // sipp's UDP control socket (-cp)
 }
 
 // sippStartAttempts bounds the retries when a picked port was taken before sipp bound it.
 const sippStartAttempts = 5
 
-// StartSipp starts sipp on 127.0.0.1 with opts and returns once it has bound its SIP port (or
-// exited). Besides opts it always passes -i/-mi 127.0.0.1 -bind_local (so Via, Contact and SDP
-// say 127.0.0.1 and nothing listens beyond loopback), -nostdin, a free control port
-// (-ci 127.0.0.1 -cp: the default 8888 on 0.0.0.0 collides between parallel sipps), and traces:
+// StartSipp starts sipp on 127.0.0.1 (or opts.BindIP) with opts and returns once it has bound its
+// SIP port (or exited). Besides opts it always passes -i/-mi 127.0.0.1 -bind_local (so Via,
+// Contact and SDP say 127.0.0.1 and nothing listens beyond loopback; BindIP in place of
+// 127.0.0.1 throughout), -nostdin, a free control port (-ci 127.0.0.1 -cp: the default 8888 on
+// 0.0.0.0 collides between parallel sipps), and traces:
 // messages, errors, screen and <log> actions, in a directory of t.TempDir() (Dir). The process
 // is killed at the end of the test; on failure its logs are added to the test output.
 //
@@ -102,19 +107,20 @@ func StartSipp(t testing.TB, opts SippOptions) *SippProc {
 	if opts.Timeout == 0 {
 		opts.Timeout = 30 * time.Second
 	}
+	opts.BindIP = bindIPOr(opts.BindIP)
 
 	pickLocal, pickMedia := opts.LocalPort == 0, opts.MediaPort == 0
 	for attempt := 1; ; attempt++ {
 		o := opts
 		if pickLocal {
 			if o.Transport == "t1" {
-				o.LocalPort = FreeTCPPort(t)
+				o.LocalPort = freeTCPPortOn(t, o.BindIP)
 			} else {
-				o.LocalPort = FreeUDPPort(t)
+				o.LocalPort = freeUDPPortOn(t, o.BindIP)
 			}
 		}
 		if pickMedia {
-			o.MediaPort = FreeUDPPortRange(t, 4)
+			o.MediaPort = freeUDPPortRangeOn(t, o.BindIP, 4)
 		}
 		p, err := startSipp(t, bin, o)
 		if err != nil {
@@ -149,7 +155,8 @@ func StartSipp(t testing.TB, opts SippOptions) *SippProc {
 
 func startSipp(t testing.TB, bin string, o SippOptions) (*SippProc, error) {
 	dir := newLogDir(t, "sipp-*")
-	cp := FreeUDPPort(t)
+	cp := freeUDPPortOn(t, o.BindIP)
+	ip := o.BindIP.String()
 	args := []string{}
 	if o.Remote != "" {
 		args = append(args, o.Remote)
@@ -157,10 +164,10 @@ func startSipp(t testing.TB, bin string, o SippOptions) (*SippProc, error) {
 	args = append(args,
 		"-sf", o.Scenario,
 		"-t", o.Transport,
-		"-i", "127.0.0.1", "-mi", "127.0.0.1", "-bind_local",
+		"-i", ip, "-mi", ip, "-bind_local",
 		"-p", strconv.Itoa(o.LocalPort),
 		"-mp", strconv.Itoa(o.MediaPort),
-		"-ci", "127.0.0.1", "-cp", strconv.Itoa(cp),
+		"-ci", ip, "-cp", strconv.Itoa(cp),
 		"-m", strconv.Itoa(o.Calls),
 		"-timeout", strconv.FormatInt(max(o.Timeout.Milliseconds(), 1), 10)+"ms", "-timeout_error",
 		"-nostdin",
@@ -193,8 +200,8 @@ func startSipp(t testing.TB, bin string, o SippOptions) (*SippProc, error) {
 	return &SippProc{
 		process:     proc,
 		Options:     o,
-		SIPAddr:     netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(o.LocalPort)),
-		MediaAddr:   netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(o.MediaPort)),
+		SIPAddr:     netip.AddrPortFrom(o.BindIP, uint16(o.LocalPort)),
+		MediaAddr:   netip.AddrPortFrom(o.BindIP, uint16(o.MediaPort)),
 		ControlPort: cp,
 	}, nil
 }
