@@ -37,8 +37,9 @@ type apiState struct {
 	mux       *http.ServeMux
 	seq       *bsp.Sequencer
 
-	mu    sync.Mutex
-	calls map[string]*Call // by wacid, or "user:<digits>" while a Positus connect has no id yet
+	mu           sync.Mutex
+	calls        map[string]*Call  // by wacid, or "user:<digits>" while a Positus connect has no id yet
+	sipPasswords map[string]string // sip.password_from_api, by number
 }
 
 // apiLeg is the WhatsApp leg of a call in API mode: call actions out, webhook events in.
@@ -55,23 +56,24 @@ type apiLeg struct {
 // setupAPI builds the provider clients and webhook receivers for the config's API numbers.
 func (s *Server) setupAPI(cfg *config.Config) error {
 	s.api = &apiState{providers: map[string]bsp.Provider{}, mux: http.NewServeMux(),
-		seq: bsp.NewSequencer(0, 0), calls: map[string]*Call{}}
+		seq: bsp.NewSequencer(0, 0), calls: map[string]*Call{}, sipPasswords: map[string]string{}}
 	usedProviders := map[string]bool{}
 	for i := range cfg.Numbers {
 		n := &cfg.Numbers[i]
-		if n.Mode != config.ModeAPI {
+		if n.API.Provider == "" {
 			continue
 		}
-		p, err := bsp.New(bsp.Config{
-			Provider: n.API.Provider, BaseURL: n.API.BaseURL, APIVersion: n.API.APIVersion,
-			PhoneNumberID: n.PhoneNumberID, DisplayNumber: strings.TrimPrefix(n.Number, "+"), WABAID: n.API.WABAID,
-			Token: n.APIToken, Log: s.log.WithFields(logrus.Fields{"number": n.Number, "provider": n.API.Provider}),
-		})
+		p, err := NewProvider(n, s.log)
 		if err != nil {
 			return fmt.Errorf("numbers[%d].api: %w", i, err)
 		}
 		s.api.providers[n.Number] = p
-		usedProviders[n.API.Provider] = true
+		if n.Mode == config.ModeAPI {
+			usedProviders[n.API.Provider] = true
+		}
+	}
+	if err := s.fetchSIPPasswords(cfg); err != nil {
+		return err
 	}
 	if len(usedProviders) == 0 {
 		return nil
@@ -113,6 +115,66 @@ func (s *Server) setupAPI(cfg *config.Config) error {
 		}
 	}
 	return nil
+}
+
+// NewProvider is the provider client for a number's api block (call actions and settings).
+func NewProvider(n *config.Number, log *logrus.Entry) (bsp.Provider, error) {
+	return bsp.New(bsp.Config{
+		Provider: n.API.Provider, BaseURL: n.API.BaseURL, APIVersion: n.API.APIVersion,
+		PhoneNumberID: n.PhoneNumberID, DisplayNumber: strings.TrimPrefix(n.Number, "+"), WABAID: n.API.WABAID,
+		Token: n.APIToken, Log: log.WithFields(logrus.Fields{"number": n.Number, "provider": n.API.Provider}),
+	})
+}
+
+// fetchSIPPasswords reads the SIP password of numbers with sip.password_from_api from the
+// settings API (GET settings?include_sip_credentials=true; the password is per number and app).
+func (s *Server) fetchSIPPasswords(cfg *config.Config) error {
+	for i := range cfg.Numbers {
+		n := &cfg.Numbers[i]
+		if n.Mode != config.ModeSIP || !n.SIP.PasswordFromAPI {
+			continue
+		}
+		p := s.api.providers[n.Number]
+		if p == nil {
+			return fmt.Errorf("numbers[%d].sip.password_from_api: the number has no api block", i)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		st, err := p.GetSettings(ctx, true)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("numbers[%d]: reading the SIP password from the settings API: %w", i, err)
+		}
+		var pw string
+		if st.SIP != nil {
+			for _, srv := range st.SIP.Servers {
+				if srv.Password != "" && (srv.Hostname == "" || strings.EqualFold(srv.Hostname, n.SIP.Hostname)) {
+					pw = string(srv.Password)
+					break
+				}
+			}
+		}
+		if pw == "" {
+			return fmt.Errorf("numbers[%d]: the settings API returned no SIP password for %s (is sip.servers set for this app?)", i, n.SIP.Hostname)
+		}
+		s.api.mu.Lock()
+		s.api.sipPasswords[n.Number] = pw
+		s.api.mu.Unlock()
+		s.log.WithField("number", n.Number).Info("SIP password read from the settings API")
+	}
+	return nil
+}
+
+// sipPassword is the number's SIP password, from the config or from the settings API.
+func (s *Server) sipPassword(n *config.Number) (string, error) {
+	if !n.SIP.PasswordFromAPI {
+		return n.SIPPassword()
+	}
+	s.api.mu.Lock()
+	defer s.api.mu.Unlock()
+	if pw, ok := s.api.sipPasswords[n.Number]; ok {
+		return pw, nil
+	}
+	return "", fmt.Errorf("number %s: no SIP password from the settings API yet", n.Number)
 }
 
 // WebhookHandler serves the API-mode webhooks (nil when no number is in API mode). Mount it on

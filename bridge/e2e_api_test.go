@@ -244,3 +244,28 @@ func TestAPIBusinessInitiatedNoPermission(t *testing.T) {
 	assert.Contains(t, sipp.Messages(), "138006")
 	assert.Empty(t, h.sim.RequestsFor(bspsim.OpTerminate))
 }
+
+// TestSIPPasswordFromSettingsAPI: with sip.password_from_api the SIP password comes from the
+// settings API (include_sip_credentials=true) at start, and Meta's digest-authenticated calls work
+// with it.
+func TestSIPPasswordFromSettingsAPI(t *testing.T) {
+	t.Parallel()
+	sim, err := bspsim.New(bspsim.Config{Provider: bsp.ProviderMeta, Token: apiToken, PhoneNumberID: "1000001",
+		DisplayNumber: strings.TrimPrefix(business, "+"), SIPPassword: sipPassword})
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+	require.NoError(t, sim.SetSettingsJSON([]byte(fmt.Sprintf(`{"status":"ENABLED","sip":{"status":"ENABLED","servers":[{"hostname":%q}]}}`, sipHostname))))
+	sipp := peertest.StartSipp(t, peertest.SippOptions{Scenario: peertest.ScenarioPath("pbx_uas_echo.xml"),
+		RTPEcho: true, Timeout: 40 * time.Second})
+	h := newHarness(t, harnessOptions{pbxAddr: sipp.SIPAddr.String(), numberExtra: fmt.Sprintf(
+		"    api: {provider: meta, base_url: %q, token: %q}\n", sim.URL(), apiToken), passwordFromAPI: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	call, err := h.dial(ctx, wasim.DialOptions{})
+	require.NoError(t, err, "Meta's digest with the password from the settings API")
+	require.NoError(t, call.Hangup(ctx))
+	sipp.RequireSuccess(t, 10*time.Second)
+	h.waitIdle()
+	assert.Len(t, sim.RequestsFor(bspsim.OpSettingsGet), 1)
+	assert.NotContains(t, h.logs.String(), apiToken)
+}

@@ -52,6 +52,8 @@ type harnessOptions struct {
 	inactivity       time.Duration
 	digest           string
 	pbxExtra         string // more YAML lines under pbx:, indented by two spaces
+	numberExtra      string // more YAML lines under the number, indented by four spaces
+	passwordFromAPI  bool   // sip.password_from_api instead of an inline password
 	maxCalls         int
 	pbxTLS           bool // also listen for the PBX on TLS (bindIP:0)
 	dtls             bool // the number uses ICE + DTLS-SRTP (Meta's default) instead of SDES
@@ -137,8 +139,11 @@ numbers:
       srtp: %s
       edge: {host: wa.meta.vc, address: %q}
       additional_codecs: [%s]
-`, ip, anyPort, pbxTLS, anyPort, certFile, keyFile, caFile, ip, ip, inactivity, iceTimeout, o.pbxAddr, o.pbxExtra, o.maxCalls, business, sipHostname, sipPassword, srtp, edge.Addr().String(),
-		strings.Join(o.additionalCodecs, ","))
+%s`, ip, anyPort, pbxTLS, anyPort, certFile, keyFile, caFile, ip, ip, inactivity, iceTimeout, o.pbxAddr, o.pbxExtra, o.maxCalls, business, sipHostname, sipPassword, srtp, edge.Addr().String(),
+		strings.Join(o.additionalCodecs, ","), o.numberExtra)
+	if o.passwordFromAPI {
+		yaml = strings.Replace(yaml, fmt.Sprintf("      password: %q\n", sipPassword), "      password_from_api: true\n", 1)
+	}
 	cfg, err := config.Parse([]byte(yaml))
 	require.NoError(t, err)
 

@@ -33,7 +33,7 @@ func (s *Server) onWhatsAppInvite(req *sipmsg.Request, tx sipmsg.ServerTransacti
 		respondErr(tx, req, sipErr(404, "Not Found", "business number not configured", nil))
 		return
 	}
-	password, err := num.SIPPassword()
+	password, err := s.sipPassword(num)
 	if err != nil {
 		log.WithError(err).Error("cannot read the number's SIP password")
 		s.metrics.Rejected.WithLabelValues("config").Inc()

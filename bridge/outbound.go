@@ -49,7 +49,7 @@ func (s *Server) onPBXInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	log = log.WithFields(logrus.Fields{"number": num.Number, "callee": user})
 	var password string
 	if num.Mode == config.ModeSIP {
-		if password, err = num.SIPPassword(); err != nil {
+		if password, err = s.sipPassword(num); err != nil {
 			log.WithError(err).Error("cannot read the number's SIP password")
 			s.metrics.Rejected.WithLabelValues("config").Inc()
 			respondErr(tx, req, sipErr(503, "Service Unavailable", "", err))

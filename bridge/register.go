@@ -31,7 +31,7 @@ func (s *Server) startRegistrations(ctx context.Context) error {
 		if n.Mode != config.ModeSIP || !n.SIP.Register {
 			continue
 		}
-		pw, err := n.SIPPassword()
+		pw, err := s.sipPassword(n)
 		if err != nil {
 			return fmt.Errorf("numbers[%d] register: %w", i, err)
 		}

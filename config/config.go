@@ -239,11 +239,15 @@ type NumberSIP struct {
 	// PasswordInline (YAML key "password") is Meta's per-number SIP password (GET
 	// settings?include_sip_credentials=true). Set exactly one of password, password_file,
 	// password_env; the last two keep the secret out of the config file.
-	PasswordInline Secret      `yaml:"password" koanf:"password"`
-	PasswordFile   string      `yaml:"password_file" koanf:"password_file"` // contents trimmed of surrounding whitespace
-	PasswordEnv    string      `yaml:"password_env" koanf:"password_env"`
-	SRTP           KeyExchange `yaml:"srtp" koanf:"srtp"` // required: a silent default would hide a mismatch with Meta
-	Edge           Edge        `yaml:"edge" koanf:"edge"`
+	PasswordInline Secret `yaml:"password" koanf:"password"`
+	PasswordFile   string `yaml:"password_file" koanf:"password_file"` // contents trimmed of surrounding whitespace
+	PasswordEnv    string `yaml:"password_env" koanf:"password_env"`
+	// PasswordFromAPI reads the password from the settings API at start and on reload (GET
+	// settings?include_sip_credentials=true, with the number's api block) instead of from
+	// password/password_file/password_env.
+	PasswordFromAPI bool        `yaml:"password_from_api" koanf:"password_from_api"`
+	SRTP            KeyExchange `yaml:"srtp" koanf:"srtp"` // required: a silent default would hide a mismatch with Meta
+	Edge            Edge        `yaml:"edge" koanf:"edge"`
 	// Register sends REGISTER to the edge, for BSP edges that need it. Meta's own edge answers
 	// 403 (whatsapp-calling.md §5.4), so it is rejected with the default edge.
 	Register bool `yaml:"register" koanf:"register"`

@@ -296,6 +296,11 @@ func (c *Config) validateNumbers(p *problems) {
 		switch n.Mode {
 		case ModeSIP:
 			validateNumberSIP(p, key+".sip", &n.SIP)
+			// An api block on a SIP number manages its settings (wabridge settings) and can
+			// supply the SIP password (sip.password_from_api).
+			if n.API.Provider != "" || n.SIP.PasswordFromAPI {
+				validateNumberAPI(p, key+".api", n)
+			}
 		case ModeAPI:
 			validateNumberAPI(p, key+".api", n)
 			if c.HTTP.Listen == "" {
@@ -334,7 +339,11 @@ func validateNumberSIP(p *problems, key string, s *NumberSIP) {
 	case !validHost(s.Hostname):
 		p.add(key+".hostname", "%q is not a hostname or IP address", s.Hostname)
 	}
-	if _, err := resolveSecret(s.PasswordInline, s.PasswordFile, s.PasswordEnv); err != nil {
+	if s.PasswordFromAPI {
+		if s.PasswordInline != "" || s.PasswordFile != "" || s.PasswordEnv != "" {
+			p.add(key+".password_from_api", "set either password_from_api or one of password, password_file, password_env")
+		}
+	} else if _, err := resolveSecret(s.PasswordInline, s.PasswordFile, s.PasswordEnv); err != nil {
 		*p = append(*p, secretError(key, err))
 	}
 	switch s.SRTP {

@@ -71,6 +71,7 @@ func (c *cli) commands() []command {
 		{"run", "[--config FILE]", "run the bridge (the default command)", c.cmdRun},
 		{"check-config", "[--config FILE]", "validate a config file, list every problem, and exit", c.cmdCheckConfig},
 		{"version", "", "print the version, commit and Go version", c.cmdVersion},
+		{"settings", "get|set [--number +E164]", "read or change a number's calling settings through its provider's API", c.cmdSettings},
 		{"healthcheck", "[--url URL]", "exit 0 when the health endpoint answers 200 (for container HEALTHCHECKs)", c.cmdHealthcheck},
 		{"demo", "[--json] [-v]", "run wabridge between a simulated WhatsApp and a simulated PBX, place two calls and report", c.cmdDemo},
 		{"selftest", "--config FILE --to EXT", "test your PBX trunk through wabridge with a simulated WhatsApp side", c.cmdSelftest},
