@@ -162,16 +162,7 @@ func pbxPayloads(pkts []pbxsim.Packet) [][]byte {
 }
 
 func waStream(call *wasim.Call, frames [][]byte, digits string) Stream {
-	pkts := call.Media.Received()
-	st := call.Media.Stats()
-	s := Stream{FramesSent: len(frames), FramesMatched: matched(frames, waPayloads(pkts)),
-		Packets: st.PacketsIn, Bytes: st.BytesIn, DTMFSent: digits, DTMFReceived: call.Media.ReceivedDTMF()}
-	seqs := make([]seqSample, 0, len(pkts))
-	for _, p := range pkts {
-		seqs = append(seqs, seqSample{seq: p.Seq, ts: p.TS, at: p.At, dtmf: p.PT == metaDTMFPT})
-	}
-	s.Lost, s.JitterMs = lossJitter(seqs, 48000)
-	return s
+	return mediaStream(call.Media, frames, digits)
 }
 
 func pbxStream(call *pbxsim.Call, frames [][]byte, digits string) Stream {

@@ -40,7 +40,11 @@ const (
 // Options tune a demo run.
 type Options struct {
 	// DTLS uses Meta's default media profile (ICE + DTLS-SRTP, WebRTC) instead of SDES-SRTP.
-	DTLS     bool
+	DTLS bool
+	// API runs the number in API mode (provider HTTP call actions and webhooks, always WebRTC
+	// media) against Provider's emulator instead of Meta's SIP edge.
+	API      bool
+	Provider string        // meta (default), positus, vectalk, conceptomovil, 360dialog
 	Frames   int           // audio frames sent each way per call (default 150: 3 s)
 	Digits   string        // DTMF digits sent each way (default "159#")
 	Timeout  time.Duration // the whole run (default 60 s)
@@ -54,6 +58,9 @@ func (o *Options) defaults() {
 	}
 	if o.Digits == "" {
 		o.Digits = "159#"
+	}
+	if o.Provider == "" {
+		o.Provider = "meta"
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 60 * time.Second
@@ -87,6 +94,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 
+	pbx, err := pbxsim.New(pbxsim.Config{ListenUDP: "127.0.0.1:0", Log: o.Log.WithField("component", "pbx-sim"),
+		Answer: func(pbxsim.Incoming) pbxsim.Answer {
+			return pbxsim.Answer{Code: 200, RingFor: 300 * time.Millisecond, Echo: true}
+		}})
+	if err != nil {
+		return nil, fmt.Errorf("demo: PBX simulator: %w", err)
+	}
+	if err := pbx.Start(ctx); err != nil {
+		return nil, fmt.Errorf("demo: PBX simulator: %w", err)
+	}
+	defer pbx.Close()
+	if o.API {
+		return runAPI(ctx, o, pbx)
+	}
+
 	srtp, edgeSRTP, mode := "sdes", wasim.SRTPSDES, "sip+sdes"
 	if o.DTLS {
 		srtp, edgeSRTP, mode = "dtls", wasim.SRTPDTLS, "sip+dtls"
@@ -102,18 +124,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, fmt.Errorf("demo: WhatsApp emulator: %w", err)
 	}
 	defer edge.Close()
-
-	pbx, err := pbxsim.New(pbxsim.Config{ListenUDP: "127.0.0.1:0", Log: o.Log.WithField("component", "pbx-sim"),
-		Answer: func(pbxsim.Incoming) pbxsim.Answer {
-			return pbxsim.Answer{Code: 200, RingFor: 300 * time.Millisecond, Echo: true}
-		}})
-	if err != nil {
-		return nil, fmt.Errorf("demo: PBX simulator: %w", err)
-	}
-	if err := pbx.Start(ctx); err != nil {
-		return nil, fmt.Errorf("demo: PBX simulator: %w", err)
-	}
-	defer pbx.Close()
 
 	cfg, certPEM, err := demoConfig(dir, password, srtp, edge, pbx.Addr())
 	if err != nil {

@@ -15,10 +15,19 @@ import (
 // frame and DTMF digit both ways, and the JSON report must say so.
 func TestDemoCarriesAudioBothWays(t *testing.T) {
 	t.Parallel()
-	for _, dtls := range []bool{false, true} {
-		t.Run(map[bool]string{false: "sdes", true: "dtls"}[dtls], func(t *testing.T) {
+	for name, o := range map[string]Options{
+		"sip+sdes":          {},
+		"sip+dtls":          {DTLS: true},
+		"api/meta":          {API: true, Provider: "meta"},
+		"api/positus":       {API: true, Provider: "positus"},
+		"api/vectalk":       {API: true, Provider: "vectalk"},
+		"api/conceptomovil": {API: true, Provider: "conceptomovil"},
+		"api/360dialog":     {API: true, Provider: "360dialog"},
+	} {
+		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			testDemo(t, Options{Frames: 50, Digits: "42*", DTLS: dtls})
+			o.Frames, o.Digits = 50, "42*"
+			testDemo(t, o)
 		})
 	}
 }

@@ -25,7 +25,9 @@ func (c *cli) cmdDemo(ctx context.Context, fs *flag.FlagSet, args []string) int 
 	frames := fs.Int("frames", 150, "audio frames (20 ms each) sent each way per call")
 	digits := fs.String("dtmf", "159#", "DTMF digits sent each way per call")
 	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long")
-	srtp := fs.String("srtp", "sdes", "WhatsApp media profile: sdes (SDES-SRTP) or dtls (ICE + DTLS-SRTP, Meta's default)")
+	srtp := fs.String("srtp", "sdes", "WhatsApp media profile in SIP mode: sdes (SDES-SRTP) or dtls (ICE + DTLS-SRTP, Meta's default)")
+	mode := fs.String("mode", "sip", "WhatsApp signalling: sip (Meta's SIP edge) or api (a provider's HTTP API and webhooks)")
+	provider := fs.String("provider", "meta", "API mode: meta, positus, vectalk, conceptomovil or 360dialog")
 	if code, done := c.parseFlags(fs, args); done {
 		return code
 	}
@@ -36,7 +38,12 @@ func (c *cli) cmdDemo(ctx context.Context, fs *flag.FlagSet, args []string) int 
 		fmt.Fprintf(c.stderr, "wabridge demo: --srtp %q: use sdes or dtls\n", *srtp)
 		return exitUsage
 	}
-	opts := demo.Options{Frames: *frames, Digits: *digits, Timeout: *timeout, DTLS: *srtp == "dtls"}
+	if *mode != "sip" && *mode != "api" {
+		fmt.Fprintf(c.stderr, "wabridge demo: --mode %q: use sip or api\n", *mode)
+		return exitUsage
+	}
+	opts := demo.Options{Frames: *frames, Digits: *digits, Timeout: *timeout, DTLS: *srtp == "dtls",
+		API: *mode == "api", Provider: *provider}
 	log := logrus.New()
 	log.SetOutput(discardWriter{})
 	if *verbose {
@@ -48,8 +55,11 @@ func (c *cli) cmdDemo(ctx context.Context, fs *flag.FlagSet, args []string) int 
 	sipmsg.SetDefaultLogger(wsip.NewSlogLogger(opts.Log.WithField("component", "sipgo")))
 
 	if !*asJSON {
-		fmt.Fprintf(c.stdout, "Starting wabridge, a WhatsApp emulator (Meta's SIP/TLS edge, %s) and a simulated PBX on loopback...\n",
-			map[bool]string{false: "SDES-SRTP", true: "ICE + DTLS-SRTP"}[opts.DTLS])
+		side := "Meta's SIP/TLS edge, " + map[bool]string{false: "SDES-SRTP", true: "ICE + DTLS-SRTP"}[opts.DTLS]
+		if opts.API {
+			side = opts.Provider + "'s call API and webhooks, ICE + DTLS-SRTP"
+		}
+		fmt.Fprintf(c.stdout, "Starting wabridge, a WhatsApp emulator (%s) and a simulated PBX on loopback...\n", side)
 	}
 	rep, err := demo.Run(ctx, opts)
 	if err != nil {
