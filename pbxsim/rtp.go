@@ -292,9 +292,9 @@ func (p *RTPPeer) process(b []byte, at time.Time) {
 	p.quality.add(rec.SSRC, rec.Seq, rec.TS, clock, at)
 	if isEvent {
 		key := uint64(rec.SSRC)<<32 | uint64(rec.TS)
-		if ev, end, _, ok := decodeDTMF(rec.Payload); ok && end && !p.seenEvents[key] {
+		if ev, end, _, ok := media.DecodeTelephoneEvent(rec.Payload); ok && end && !p.seenEvents[key] {
 			p.seenEvents[key] = true
-			if d, ok := dtmfDigit(ev); ok {
+			if d, ok := media.DTMFDigit(ev); ok {
 				p.dtmf = append(p.dtmf, d)
 			}
 		}

@@ -3,6 +3,7 @@ package pbxsim
 import (
 	"context"
 	"fmt"
+	"github.com/wabridge/wabridge/media"
 	"time"
 
 	"github.com/pion/rtp"
@@ -48,7 +49,7 @@ func (p *RTPPeer) Send(ctx context.Context, payloads [][]byte, pt uint8, interva
 // event's start timestamp, taken from the audio stream, and the duration field counts ticks of
 // pt's clock (8000 for telephone-event/8000). The audio timestamp then moves on by dur.
 func (p *RTPPeer) SendDTMF(ctx context.Context, digit rune, pt uint8, dur time.Duration) error {
-	event, err := dtmfEvent(digit)
+	event, err := media.DTMFEvent(digit)
 	if err != nil {
 		return err
 	}
@@ -76,12 +77,12 @@ func (p *RTPPeer) SendDTMF(ctx context.Context, digit rune, pt uint8, dur time.D
 			}
 		}
 		d := uint16(min(uint64(i)*perFrame, 0xffff))
-		if err := p.write(pt, i == 1, start, encodeDTMF(event, false, d)); err != nil {
+		if err := p.write(pt, i == 1, start, media.EncodeTelephoneEvent(event, dtmfVolume, false, d)); err != nil {
 			return err
 		}
 	}
 	for range dtmfEndRepeats {
-		if err := p.write(pt, false, start, encodeDTMF(event, true, total)); err != nil {
+		if err := p.write(pt, false, start, media.EncodeTelephoneEvent(event, dtmfVolume, true, total)); err != nil {
 			return err
 		}
 	}

@@ -101,28 +101,28 @@ func TestRxQualityTimestampWrap(t *testing.T) {
 
 func TestDTMFCodec(t *testing.T) {
 	t.Parallel()
-	for i, d := range dtmfDigits {
-		ev, err := dtmfEvent(d)
+	for i, d := range "0123456789*#ABCD" {
+		ev, err := media.DTMFEvent(d)
 		require.NoError(t, err)
 		assert.EqualValues(t, i, ev)
-		back, ok := dtmfDigit(ev)
+		back, ok := media.DTMFDigit(ev)
 		assert.True(t, ok)
 		assert.Equal(t, d, back)
 	}
-	ev, err := dtmfEvent('b')
+	ev, err := media.DTMFEvent('b')
 	require.NoError(t, err)
 	assert.EqualValues(t, 13, ev)
-	_, err = dtmfEvent('x')
+	_, err = media.DTMFEvent('x')
 	assert.Error(t, err)
-	_, ok := dtmfDigit(16) // flash
+	_, ok := media.DTMFDigit(16) // flash
 	assert.False(t, ok)
 
-	ev, end, dur, ok := decodeDTMF(encodeDTMF(11, true, 800))
+	ev, end, dur, ok := media.DecodeTelephoneEvent(media.EncodeTelephoneEvent(11, dtmfVolume, true, 800))
 	assert.True(t, ok)
 	assert.EqualValues(t, 11, ev)
 	assert.True(t, end)
 	assert.EqualValues(t, 800, dur)
-	_, _, _, ok = decodeDTMF([]byte{1, 2})
+	_, _, _, ok = media.DecodeTelephoneEvent([]byte{1, 2})
 	assert.False(t, ok)
 }
 
@@ -136,7 +136,7 @@ func TestSendDTMFPackets(t *testing.T) {
 	pkts := b.Received()
 	require.Len(t, pkts, 5+3)
 	for i, p := range pkts {
-		ev, end, dur, ok := decodeDTMF(p.Payload)
+		ev, end, dur, ok := media.DecodeTelephoneEvent(p.Payload)
 		require.True(t, ok)
 		assert.EqualValues(t, 5, ev)
 		assert.Equal(t, pkts[0].TS, p.TS, "one timestamp for the whole event")

@@ -95,7 +95,7 @@ func TestPeersExchangeSRTP(t *testing.T) {
 				assert.Equal(t, events[0].TS, p.TS)
 			}
 			assert.True(t, events[0].Marker)
-			ev, end, dur, ok := decodeDTMF(events[5].Payload)
+			ev, end, dur, ok := media.DecodeTelephoneEvent(events[5].Payload)
 			require.True(t, ok)
 			assert.Equal(t, uint8(7), ev)
 			assert.True(t, end)

@@ -233,9 +233,9 @@ func (s *stream) record(pkt *rtp.Packet, at time.Time) {
 	echo := s.echo
 	isDTMF := int(rec.PT) == s.dtmfPT
 	if isDTMF {
-		if ev, end, _, ok := decodeDTMF(rec.Payload); ok && end && !s.seenEvents[rec.TS] {
+		if ev, end, _, ok := media.DecodeTelephoneEvent(rec.Payload); ok && end && !s.seenEvents[rec.TS] {
 			s.seenEvents[rec.TS] = true
-			if d, ok := dtmfDigit(ev); ok {
+			if d, ok := media.DTMFDigit(ev); ok {
 				s.dtmf = append(s.dtmf, d)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/wabridge/wabridge/media"
 	"net"
 	"time"
 
@@ -64,7 +65,7 @@ func (s *stream) Send(ctx context.Context, payloads [][]byte, pt uint8, interval
 // (whatsapp-calling.md §4.8). The audio timestamp then moves on by duration. Like Send it
 // waits for the business's first packet.
 func (s *stream) SendDTMF(ctx context.Context, digit rune, pt uint8, duration time.Duration) error {
-	event, err := dtmfEvent(digit)
+	event, err := media.DTMFEvent(digit)
 	if err != nil {
 		return err
 	}
@@ -93,13 +94,13 @@ func (s *stream) SendDTMF(ctx context.Context, digit rune, pt uint8, duration ti
 				return err
 			}
 		}
-		if err := s.write(pt, i == 1, start, encodeDTMF(event, false, uint16(i)*perFrame)); err != nil {
+		if err := s.write(pt, i == 1, start, media.EncodeTelephoneEvent(event, dtmfVolume, false, uint16(i)*perFrame)); err != nil {
 			return err
 		}
 	}
 	total := uint16(frames) * perFrame
 	for range dtmfEndRepeats {
-		if err := s.write(pt, false, start, encodeDTMF(event, true, total)); err != nil {
+		if err := s.write(pt, false, start, media.EncodeTelephoneEvent(event, dtmfVolume, true, total)); err != nil {
 			return err
 		}
 	}

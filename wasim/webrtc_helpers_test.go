@@ -3,6 +3,7 @@ package wasim
 import (
 	"context"
 	"errors"
+	"github.com/wabridge/wabridge/media"
 	"net"
 	"strings"
 	"sync"
@@ -204,13 +205,13 @@ func (b *bizPeer) send(ctx context.Context, pt uint8, ssrc uint32, payloads [][]
 // sendDTMF sends one RFC 4733 event: two continuation packets and the end packet three times.
 func (b *bizPeer) sendDTMF(ctx context.Context, pt uint8, digit rune) {
 	b.t.Helper()
-	ev, err := dtmfEvent(digit)
+	ev, err := media.DTMFEvent(digit)
 	require.NoError(b.t, err)
 	b.ts += 960
 	for i, end := range []bool{false, false, true, true, true} {
 		b.seq++
 		hdr := rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: b.seq, Timestamp: b.ts, SSRC: b.ssrc, Marker: i == 0}
-		require.NoError(b.t, b.track.write(ctx, &hdr, encodeDTMF(ev, end, 320)))
+		require.NoError(b.t, b.track.write(ctx, &hdr, media.EncodeTelephoneEvent(ev, dtmfVolume, end, 320)))
 	}
 }
 
@@ -237,9 +238,9 @@ func (b *bizPeer) dtmf(pt uint8) string {
 		if p.PayloadType != pt {
 			continue
 		}
-		if ev, end, _, ok := decodeDTMF(p.Payload); ok && end && !seen[p.Timestamp] {
+		if ev, end, _, ok := media.DecodeTelephoneEvent(p.Payload); ok && end && !seen[p.Timestamp] {
 			seen[p.Timestamp] = true
-			d, _ := dtmfDigit(ev)
+			d, _ := media.DTMFDigit(ev)
 			out = append(out, d)
 		}
 	}
