@@ -186,7 +186,7 @@ func TestAPIUserInitiatedPBXRejects(t *testing.T) {
 // 180, ACCEPTED its 200; the PBX's audio arrives byte for byte and its BYE becomes terminate.
 func TestAPIBusinessInitiated(t *testing.T) {
 	t.Parallel()
-	for _, provider := range []string{bsp.ProviderMeta, bsp.ProviderPositus} {
+	for _, provider := range bsp.Providers() {
 		t.Run(provider, func(t *testing.T) {
 			t.Parallel()
 			h := newAPIHarness(t, provider, "")
@@ -204,9 +204,7 @@ func TestAPIBusinessInitiated(t *testing.T) {
 			t.Cleanup(func() { _ = peer.Close() })
 			answer, err := peer.Answer(ctx, []byte(requestSDP(t, conn)), wasim.SetupActive)
 			require.NoError(t, err)
-			calls := h.sim.Calls()
-			require.Len(t, calls, 1)
-			id := calls[0].ID
+			id := bicCallID(t, h.sim)
 			w := bspsim.CallWebhook{CallID: id, Direction: bsp.DirectionBusinessInitiated, User: strings.TrimPrefix(waUser, "+")}
 			ans := w
 			ans.SDP, ans.SDPType = string(answer), "answer"
@@ -268,4 +266,90 @@ func TestSIPPasswordFromSettingsAPI(t *testing.T) {
 	h.waitIdle()
 	assert.Len(t, sim.RequestsFor(bspsim.OpSettingsGet), 1)
 	assert.NotContains(t, h.logs.String(), apiToken)
+}
+
+// bicCallID is the emulator's business-initiated call.
+func bicCallID(t *testing.T, sim *bspsim.Server) string {
+	t.Helper()
+	for _, c := range sim.Calls() {
+		if c.Direction == bsp.DirectionBusinessInitiated {
+			return c.ID
+		}
+	}
+	t.Fatal("the provider emulator has no business-initiated call")
+	return ""
+}
+
+// TestAPIUserInitiatedPBXHangsUp: the PBX's BYE ends the WhatsApp call with terminate.
+func TestAPIUserInitiatedPBXHangsUp(t *testing.T) {
+	t.Parallel()
+	sipp := peertest.StartSipp(t, peertest.SippOptions{Scenario: peertest.ScenarioPath("pbx_uas_hangup.xml"),
+		RTPEcho: true, CallDuration: 1500 * time.Millisecond, Timeout: 30 * time.Second})
+	h := newAPIHarness(t, bsp.ProviderMeta, sipp.SIPAddr.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	peer, err := wasim.NewWebRTCPeer(wasim.WebRTCPeerConfig{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = peer.Close() })
+	offer, err := peer.Offer(ctx)
+	require.NoError(t, err)
+	_, err = h.sim.SendConnect(ctx, bspsim.CallWebhook{User: strings.TrimPrefix(waUser, "+"), SDP: string(offer)})
+	require.NoError(t, err)
+	acc, err := h.sim.WaitRequest(ctx, bspsim.OpAccept, 1)
+	require.NoError(t, err)
+	require.NoError(t, peer.Accept([]byte(requestSDP(t, acc))))
+	_, err = h.sim.WaitRequest(ctx, bspsim.OpTerminate, 1)
+	require.NoError(t, err, "the PBX hung up: terminate must follow (it drives billing)")
+	sipp.RequireSuccess(t, 10*time.Second)
+	h.waitIdle()
+}
+
+// TestAPIBusinessInitiatedOutcomes: the WhatsApp user declines (REJECTED → 603), gives up before
+// answering (terminate → 480), or the PBX cancels while it rings (CANCEL → terminate).
+func TestAPIBusinessInitiatedOutcomes(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name     string
+		scenario func(t *testing.T) string
+		webhook  func(ctx context.Context, sim *bspsim.Server, w bspsim.CallWebhook) error
+		wantTerm bool // wabridge must send terminate
+	}{
+		{"user declines", func(t *testing.T) string { return peertest.UACRejectScenario(t, 603) },
+			func(ctx context.Context, sim *bspsim.Server, w bspsim.CallWebhook) error {
+				w.Status = bsp.StatusRejected
+				return sim.SendStatus(ctx, w)
+			}, true},
+		{"user gone before answering", func(t *testing.T) string { return peertest.UACRejectScenario(t, 480) },
+			func(ctx context.Context, sim *bspsim.Server, w bspsim.CallWebhook) error {
+				return sim.SendTerminate(ctx, w)
+			}, false},
+		{"PBX cancels while ringing", func(*testing.T) string { return peertest.ScenarioPath("pbx_uac_cancel.xml") },
+			func(ctx context.Context, sim *bspsim.Server, w bspsim.CallWebhook) error {
+				w.Status = bsp.StatusRinging
+				return sim.SendStatus(ctx, w)
+			}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newAPIHarness(t, bsp.ProviderMeta, "")
+			sipp := peertest.StartSipp(t, peertest.SippOptions{Scenario: tc.scenario(t),
+				Remote: h.srv.Addrs().PBXUDP.String(), Service: waUser, Vars: map[string]string{"business": business},
+				CallDuration: 500 * time.Millisecond, Timeout: 30 * time.Second})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, err := h.sim.WaitRequest(ctx, bspsim.OpConnect, 1)
+			require.NoError(t, err)
+			w := bspsim.CallWebhook{CallID: bicCallID(t, h.sim), Direction: bsp.DirectionBusinessInitiated,
+				User: strings.TrimPrefix(waUser, "+")}
+			require.NoError(t, tc.webhook(ctx, h.sim, w))
+			sipp.RequireSuccess(t, 20*time.Second)
+			h.waitIdle()
+			if tc.wantTerm {
+				assert.Len(t, h.sim.RequestsFor(bspsim.OpTerminate), 1)
+			} else {
+				assert.Empty(t, h.sim.RequestsFor(bspsim.OpTerminate), "WhatsApp already ended the call")
+			}
+		})
+	}
 }
