@@ -161,7 +161,7 @@ func selfTestToPBX(ctx context.Context, o Options, edge *wasim.Edge, srv *bridge
 	c.ToWhatsApp = waStream(call, frames, o.Digits)
 	// What reached the PBX is only visible through what it sent back.
 	c.ToPBX = Stream{FramesSent: len(frames), FramesMatched: c.ToWhatsApp.FramesMatched}
-	switch fromPBX := c.ToWhatsApp.Packets - silenceCount(call); {
+	switch fromPBX := nonSilence(call); {
 	case fromPBX == 0:
 		c.problem("no RTP at all from the PBX: check that it answers with media (Asterisk: direct_media=no), that the RTP range is open between the PBX and %s, and NAT settings", srv.Addrs().PBXUDP.Addr())
 	case c.ToWhatsApp.FramesMatched == 0:
@@ -229,10 +229,12 @@ func diagnoseSetup(err error) string {
 	}
 }
 
-func silenceCount(call *wasim.Call) uint64 {
-	var n uint64
+// nonSilence counts received packets that did not come from wabridge's own silence fill, i.e.
+// that the PBX sent (one snapshot, so the count cannot race the fill).
+func nonSilence(call *wasim.Call) int {
+	n := 0
 	for _, p := range call.Media.Received() {
-		if len(p.Payload) == 3 && p.Payload[0] == 0xf8 {
+		if !(len(p.Payload) == 3 && p.Payload[0] == 0xf8) {
 			n++
 		}
 	}

@@ -10,11 +10,9 @@ import (
 	"syscall"
 	"time"
 
-	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/sirupsen/logrus"
 
 	"github.com/wabridge/wabridge/demo"
-	wsip "github.com/wabridge/wabridge/sip"
 )
 
 // cmdDemo runs wabridge on an embedded config between the WhatsApp emulator and a simulated PBX
@@ -52,7 +50,9 @@ func (c *cli) cmdDemo(ctx context.Context, fs *flag.FlagSet, args []string) int 
 	}
 	opts.Log = logrus.NewEntry(log)
 	// sipgo logs through slog; keep it in the same stream (and silent unless -v).
-	sipmsg.SetDefaultLogger(wsip.NewSlogLogger(opts.Log.WithField("component", "sipgo")))
+	if c.sipLogging != nil {
+		c.sipLogging(opts.Log, false)
+	}
 
 	if !*asJSON {
 		side := "Meta's SIP/TLS edge, " + map[bool]string{false: "SDES-SRTP", true: "ICE + DTLS-SRTP"}[opts.DTLS]

@@ -43,7 +43,7 @@ const (
 const defaultConfigPath = "/etc/wabridge/wabridge.yaml"
 
 func main() {
-	c := &cli{stdout: os.Stdout, stderr: os.Stderr, serve: serve}
+	c := &cli{stdout: os.Stdout, stderr: os.Stderr, serve: serve, sipLogging: setSIPLogging}
 	os.Exit(c.run(context.Background(), os.Args[1:]))
 }
 
@@ -55,6 +55,10 @@ type serveFunc func(ctx context.Context, cfg *config.Config, reload func() (*con
 type cli struct {
 	stdout, stderr io.Writer
 	serve          serveFunc
+	// sipLogging points sipgo's process-wide logger (and SIP trace) at our logger. sipgo keeps
+	// them in package globals that its background goroutines read, so only the real process
+	// sets them; tests that run several commands in one process leave it nil.
+	sipLogging func(log *logrus.Entry, trace bool)
 }
 
 // command is one subcommand. Its run function receives a fresh FlagSet named after it, on which

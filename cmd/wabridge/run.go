@@ -51,6 +51,9 @@ func (c *cli) cmdRun(ctx context.Context, fs *flag.FlagSet, args []string) int {
 	ver, rev := buildVersion()
 	log.WithFields(logrus.Fields{"version": ver, "commit": rev, "config": *path, "numbers": len(cfg.Numbers)}).
 		Info("wabridge starting")
+	if c.sipLogging != nil {
+		c.sipLogging(logrus.NewEntry(log), cfg.Log.SIPTrace)
+	}
 	reload := func() (*config.Config, error) { return config.Load(*path) }
 	if err := c.serve(ctx, cfg, reload, log); err != nil {
 		log.WithError(err).Error("wabridge stopped with an error")
@@ -62,13 +65,6 @@ func (c *cli) cmdRun(ctx context.Context, fs *flag.FlagSet, args []string) int {
 
 // serve runs the bridge until ctx is cancelled (immediate stop) or SIGTERM has drained it.
 func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Config, error), log *logrus.Logger) error {
-	// sipgo logs through slog; route it into our logger so there is one log stream.
-	sipmsg.SetDefaultLogger(wsip.NewSlogLogger(logrus.NewEntry(log).WithField("component", "sipgo")))
-	if cfg.Log.SIPTrace {
-		// Every SIP message on both legs, credentials redacted. Phone numbers are in there, so off by default.
-		sipmsg.SIPDebug = true // sipgo only calls the tracer with this set
-		sipmsg.SIPDebugTracer(wsip.NewSIPTracer(logrus.NewEntry(log).WithField("component", "sip-trace")))
-	}
 	srv, err := bridge.NewServer(cfg, logrus.NewEntry(log))
 	if err != nil {
 		return fmt.Errorf("starting the bridge: %w", err)
@@ -210,4 +206,15 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// setSIPLogging routes sipgo's slog output into logrus so there is one log stream, and with
+// trace logs every SIP message on both legs (credentials redacted; phone numbers are in there,
+// so it is off by default).
+func setSIPLogging(log *logrus.Entry, trace bool) {
+	sipmsg.SetDefaultLogger(wsip.NewSlogLogger(log.WithField("component", "sipgo")))
+	if trace {
+		sipmsg.SIPDebug = true // sipgo only calls the tracer with this set
+		sipmsg.SIPDebugTracer(wsip.NewSIPTracer(log.WithField("component", "sip-trace")))
+	}
 }

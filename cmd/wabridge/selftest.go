@@ -9,12 +9,10 @@ import (
 	"os/signal"
 	"syscall"
 
-	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/sirupsen/logrus"
 
 	"github.com/wabridge/wabridge/config"
 	"github.com/wabridge/wabridge/demo"
-	wsip "github.com/wabridge/wabridge/sip"
 )
 
 // cmdSelftest exercises the admin's own PBX through wabridge with a simulated WhatsApp side.
@@ -51,7 +49,9 @@ func (c *cli) cmdSelftest(ctx context.Context, fs *flag.FlagSet, args []string) 
 		log.SetLevel(logrus.DebugLevel)
 	}
 	entry := logrus.NewEntry(log)
-	sipmsg.SetDefaultLogger(wsip.NewSlogLogger(entry.WithField("component", "sipgo")))
+	if c.sipLogging != nil {
+		c.sipLogging(entry, false)
+	}
 
 	rep, err := demo.SelfTest(ctx, cfg, demo.SelfTestOptions{To: *to, WaitInbound: *wait, PBXListen: *pbxListen,
 		DTLS: *srtp == "dtls", Log: entry})
