@@ -5,16 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/emiago/sipgo"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/wabridge/wabridge/bsp"
 	"github.com/wabridge/wabridge/config"
 	"github.com/wabridge/wabridge/media"
+	"github.com/wabridge/wabridge/metrics"
 	wsip "github.com/wabridge/wabridge/sip"
 )
 
@@ -85,6 +88,9 @@ func (s *Server) setupAPI(cfg *config.Config) error {
 	secret, err := cfg.Webhook.AppSecret()
 	if err != nil {
 		return err
+	}
+	if err := s.metrics.Register(webhookCollector{s.api}); err != nil {
+		return fmt.Errorf("webhook metrics: %w", err)
 	}
 	base := strings.TrimSuffix(cfg.Webhook.Path, "/")
 	for name := range usedProviders {
@@ -328,7 +334,10 @@ func (c *Call) runAPIUserInitiated(ev bsp.Event) {
 		return
 	}
 	sdp := string(c.withSSRC(answer).Marshal())
-	if err := c.api.provider.PreAccept(c.ctx, c.api.ref, sdp); err != nil && !errors.Is(err, bsp.ErrUnsupported) {
+	start := time.Now()
+	err = c.api.provider.PreAccept(c.ctx, c.api.ref, sdp)
+	c.observe("pre_accept", start, err)
+	if err != nil && !errors.Is(err, bsp.ErrUnsupported) {
 		c.fail(providerFailure("pre_accept", err))
 		return
 	}
@@ -388,7 +397,10 @@ func (c *Call) runAPIUserInitiated(ev bsp.Event) {
 		c.fail(err)
 		return
 	}
-	if err := c.api.provider.Accept(c.ctx, c.api.ref, sdp, ""); err != nil {
+	start = time.Now()
+	err = c.api.provider.Accept(c.ctx, c.api.ref, sdp, "")
+	c.observe("accept", start, err)
+	if err != nil {
 		c.fail(providerFailure("accept", err))
 		return
 	}
@@ -455,7 +467,9 @@ func (c *Call) runAPIBusinessInitiated(dlgPBX *sipgo.DialogServerSession, user s
 	digits := strings.TrimPrefix(user, "+")
 	c.api.ref.User = digits
 	s.registerAPICall("user:"+digits, c)
+	start := time.Now()
 	id, err := c.api.provider.Connect(c.ctx, bsp.CallRequest{To: digits, SDPOffer: string(c.withSSRC(offer).Marshal())})
+	c.observe("connect", start, err)
 	if err != nil {
 		c.api.mu.Lock()
 		c.api.ended = true // nothing to terminate
@@ -587,17 +601,48 @@ func (c *Call) endAPILeg() {
 	defer cancel()
 	var err error
 	action := "terminate"
+	start := time.Now()
 	if c.dir == UserInitiated && !accepted {
 		action = "reject"
 		err = c.api.provider.Reject(ctx, ref)
 	} else {
 		err = c.api.provider.Terminate(ctx, ref)
 	}
+	c.observe(action, start, err)
 	if err != nil {
 		c.log.WithError(err).WithField("action", action).Warn("provider call action failed")
 		return
 	}
 	c.log.WithField("action", action).Info("WhatsApp leg ended through the provider")
+}
+
+// webhookCollector exports the webhook receivers' counters as
+// wabridge_webhook_deliveries_total{provider, result}.
+type webhookCollector struct{ api *apiState }
+
+func (webhookCollector) Describe(ch chan<- *prometheus.Desc) { ch <- metrics.WebhookDeliveriesDesc() }
+
+func (w webhookCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, h := range w.api.handlers {
+		st := h.Stats()
+		for result, n := range map[string]uint64{"accepted": st.Deliveries, "event": st.Events, "duplicate": st.Duplicates,
+			"unrouted": st.Unrouted, "unauthorized": st.Unauthorized, "forbidden": st.Forbidden,
+			"too_large": st.TooLarge, "malformed": st.Malformed, "queue_full": st.QueueFull} {
+			ch <- prometheus.MustNewConstMetric(metrics.WebhookDeliveriesDesc(), prometheus.CounterValue, float64(n), h.Provider(), result)
+		}
+	}
+}
+
+// observe times a provider call action for wabridge_provider_request_seconds.
+func (c *Call) observe(action string, start time.Time, err error) {
+	result := "ok"
+	if err != nil {
+		result = strconv.Itoa(bsp.ToSIP(err).Code)
+		if errors.Is(err, bsp.ErrUnsupported) {
+			result = "unsupported"
+		}
+	}
+	c.srv.metrics.ProviderRequests.WithLabelValues(c.api.provider.Name(), action, result).Observe(time.Since(start).Seconds())
 }
 
 // providerFailure gives a failed call action its SIP meaning (bsp's one table, §2.6).

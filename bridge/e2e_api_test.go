@@ -156,6 +156,12 @@ func TestAPIUserInitiated(t *testing.T) {
 			sipp.RequireSuccess(t, 10*time.Second)
 			h.waitIdle()
 			assert.Empty(t, h.sim.RequestsFor(bspsim.OpReject))
+			rec := httptest.NewRecorder()
+			h.srv.Metrics().Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+			m := rec.Body.String()
+			assert.Contains(t, m, `wabridge_provider_request_seconds_count{action="accept",provider="`+provider+`",result="ok"} 1`)
+			assert.Regexp(t, `wabridge_webhook_deliveries_total\{provider="`+provider+`",result="accepted"\} [1-9]`, m)
+			assert.Contains(t, m, `wabridge_calls_total{direction="user-initiated",mode="api",outcome="answered",provider="`+provider+`"} 1`)
 		})
 	}
 }

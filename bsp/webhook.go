@@ -363,3 +363,6 @@ func (h *WebhookHandler) route(ev *Event) bool {
 	}
 	return h.cfg.Known(ev.PhoneNumberID, ev.DisplayNumber)
 }
+
+// Provider is the provider this handler receives webhooks for.
+func (h *WebhookHandler) Provider() string { return h.cfg.Provider }

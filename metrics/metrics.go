@@ -32,9 +32,8 @@ type Metrics struct {
 	Dropped          *prometheus.CounterVec // leg, reason
 
 	// Signalling around calls
-	Registration      *prometheus.GaugeVec     // name; 1 registered, 0 not
-	WebhookDeliveries *prometheus.CounterVec   // provider, result
-	ProviderRequests  *prometheus.HistogramVec // provider, action, result
+	Registration     *prometheus.GaugeVec     // name; 1 registered, 0 not
+	ProviderRequests *prometheus.HistogramVec // provider, action, result
 }
 
 // New registers every metric (plus Go runtime and process collectors) on a fresh registry.
@@ -62,8 +61,6 @@ func New() *Metrics {
 		Help: "Packets dropped by the relay, by reason."}, []string{"leg", "reason"})
 	m.Registration = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "registration_up",
 		Help: "1 when a configured REGISTER binding is in place."}, []string{"name"})
-	m.WebhookDeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "webhook_deliveries_total",
-		Help: "Webhook POSTs by result (accepted, duplicate, bad_signature, ...)."}, []string{"provider", "result"})
 	m.ProviderRequests = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "provider_request_seconds",
 		Help: "BSP / Graph API call actions by result.", Buckets: prometheus.DefBuckets}, []string{"provider", "action", "result"})
 	// Export zeros for the label values we know, so dashboards and alerts see a series from
@@ -77,9 +74,20 @@ func New() *Metrics {
 		m.Rejected.WithLabelValues(reason)
 	}
 	r.MustRegister(m.ActiveCalls, m.CallsTotal, m.SetupSeconds, m.Rejected, m.Packets, m.Bytes, m.SRTPAuthFailures,
-		m.Dropped, m.Registration, m.WebhookDeliveries, m.ProviderRequests)
+		m.Dropped, m.Registration, m.ProviderRequests)
 	return m
 }
+
+// WebhookDeliveriesDesc describes wabridge_webhook_deliveries_total, which the webhook receivers
+// export through a collector (they count with atomics of their own).
+func WebhookDeliveriesDesc() *prometheus.Desc {
+	return prometheus.NewDesc(namespace+"_webhook_deliveries_total",
+		"Webhook deliveries and events by result (accepted, duplicate, unauthorized, forbidden, too_large, malformed, unrouted, queue_full).",
+		[]string{"provider", "result"}, nil)
+}
+
+// Register adds a collector (e.g. the webhook receivers') to the registry.
+func (m *Metrics) Register(c prometheus.Collector) error { return m.Registry.Register(c) }
 
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
