@@ -55,5 +55,6 @@ func TestRegistersWithPBX(t *testing.T) {
 		return h.srv.RegistrationStates()["pbx"] == wsip.RegRegistered
 	}, 10*time.Second, 50*time.Millisecond)
 	assert.Positive(t, registered.Load())
+	assert.Contains(t, scrape(t, h), `wabridge_registration_up{name="pbx"} 1`)
 	assert.Contains(t, contact.Load(), h.srv.Addrs().PBXUDP.String(), "the PBX must learn our PBX-side listener")
 }

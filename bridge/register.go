@@ -8,9 +8,11 @@ import (
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/wabridge/wabridge/config"
+	"github.com/wabridge/wabridge/metrics"
 	wsip "github.com/wabridge/wabridge/sip"
 )
 
@@ -89,6 +91,21 @@ func (r *registrations) run(ctx context.Context, name string, reg *wsip.Registra
 		defer r.wg.Done()
 		_ = reg.Run(ctx)
 	}()
+}
+
+// registrationCollector exports wabridge_registration_up{name} at scrape time.
+type registrationCollector struct{ s *Server }
+
+func (registrationCollector) Describe(ch chan<- *prometheus.Desc) { ch <- metrics.RegistrationUpDesc() }
+
+func (r registrationCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, st := range r.s.RegistrationStates() {
+		up := 0.0
+		if st == wsip.RegRegistered {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(metrics.RegistrationUpDesc(), prometheus.GaugeValue, up, name)
+	}
 }
 
 // RegistrationStates reports each configured registration, for health checks and metrics.

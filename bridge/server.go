@@ -97,6 +97,9 @@ func NewServer(cfg *config.Config, log *logrus.Entry, opts ...Option) (*Server, 
 	if s.metrics == nil {
 		s.metrics = metrics.New()
 	}
+	if err := s.metrics.Register(registrationCollector{s}); err != nil {
+		return nil, fmt.Errorf("registration metrics: %w", err)
+	}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 
 	pub, err := netip.ParseAddr(cfg.Media.PublicIP)

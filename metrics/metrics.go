@@ -32,7 +32,6 @@ type Metrics struct {
 	Dropped          *prometheus.CounterVec // leg, reason
 
 	// Signalling around calls
-	Registration     *prometheus.GaugeVec     // name; 1 registered, 0 not
 	ProviderRequests *prometheus.HistogramVec // provider, action, result
 }
 
@@ -59,8 +58,6 @@ func New() *Metrics {
 		Help: "SRTP/SRTCP packets that failed authentication (wrong key or forged source)."}, []string{"leg"})
 	m.Dropped = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "media_dropped_packets_total",
 		Help: "Packets dropped by the relay, by reason."}, []string{"leg", "reason"})
-	m.Registration = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "registration_up",
-		Help: "1 when a configured REGISTER binding is in place."}, []string{"name"})
 	m.ProviderRequests = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "provider_request_seconds",
 		Help: "BSP / Graph API call actions by result.", Buckets: prometheus.DefBuckets}, []string{"provider", "action", "result"})
 	// Export zeros for the label values we know, so dashboards and alerts see a series from
@@ -74,7 +71,7 @@ func New() *Metrics {
 		m.Rejected.WithLabelValues(reason)
 	}
 	r.MustRegister(m.ActiveCalls, m.CallsTotal, m.SetupSeconds, m.Rejected, m.Packets, m.Bytes, m.SRTPAuthFailures,
-		m.Dropped, m.Registration, m.ProviderRequests)
+		m.Dropped, m.ProviderRequests)
 	return m
 }
 
@@ -84,6 +81,13 @@ func WebhookDeliveriesDesc() *prometheus.Desc {
 	return prometheus.NewDesc(namespace+"_webhook_deliveries_total",
 		"Webhook deliveries and events by result (accepted, duplicate, unauthorized, forbidden, too_large, malformed, unrouted, queue_full).",
 		[]string{"provider", "result"}, nil)
+}
+
+// RegistrationUpDesc describes wabridge_registration_up, exported by the bridge's collector
+// from its REGISTER bindings' states.
+func RegistrationUpDesc() *prometheus.Desc {
+	return prometheus.NewDesc(namespace+"_registration_up", "1 when a configured REGISTER binding is in place.",
+		[]string{"name"}, nil)
 }
 
 // Register adds a collector (e.g. the webhook receivers') to the registry.
