@@ -34,7 +34,7 @@ const (
 
 // harness is one wabridge with a Meta-like edge in front of it, both on loopback.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	edge   *wasim.Edge
 	srv    *bridge.Server
 	cfg    *config.Config
@@ -63,7 +63,7 @@ type harnessOptions struct {
 	bindIP string
 }
 
-func newHarness(t *testing.T, o harnessOptions) *harness {
+func newHarness(t testing.TB, o harnessOptions) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	ip := o.bindIP
