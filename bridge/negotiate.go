@@ -19,11 +19,6 @@ const (
 	opusFmtpWA = "minptime=20;useinbandfec=1"
 )
 
-// opusSilence is one 20 ms Opus frame of digital silence (TOC 0xF8: CELT FB 20 ms, mono, one
-// frame, followed by an empty-frame payload). Decoders render it as silence; it is what WebRTC
-// stacks send for DTX gaps.
-var opusSilenceFrame = [...]byte{0xf8, 0xff, 0xfe}
-
 // audioCodec is the codec both legs agreed on, with each leg's payload types.
 type audioCodec struct {
 	Name      string // opus, PCMA or PCMU
@@ -43,7 +38,7 @@ func (c audioCodec) silence() []byte {
 	case media.CodecPCMU:
 		return fill(160, 0xff) // µ-law encodes zero as 0xFF
 	default:
-		return append([]byte(nil), opusSilenceFrame[:]...)
+		return []byte(media.OpusSilenceFrame)
 	}
 }
 

@@ -5,7 +5,6 @@ package bridge
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -557,5 +556,3 @@ func escapeQuoted(s string) string {
 	}
 	return string(out)
 }
-
-var errCanceled = errors.New("caller canceled")

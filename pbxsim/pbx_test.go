@@ -243,35 +243,35 @@ func TestNoMedia(t *testing.T) {
 
 func TestAnswerCodecsPCMUOnly(t *testing.T) {
 	t.Parallel()
-	callee := newPBX(t, Config{Answer: answering(Answer{Codecs: []media.Codec{PCMU}, Echo: true})})
+	callee := newPBX(t, Config{Answer: answering(Answer{Codecs: []media.Codec{PCMU()}, Echo: true})})
 	caller := newPBX(t, Config{})
 
 	t.Run("offered", func(t *testing.T) {
 		ctx := testCtx(t)
-		offer := append(DefaultCodecs(), PCMU)
+		offer := append(DefaultCodecs(), PCMU())
 		out, err := caller.Dial(ctx, DialOptions{Target: callee.Addr(), User: waUser, Codecs: offer})
 		require.NoError(t, err)
 		in := nextCall(t, callee)
-		assert.Equal(t, []media.Codec{PCMU}, out.Remote.Codecs, "answer lists PCMU only, no telephone-event")
+		assert.Equal(t, []media.Codec{PCMU()}, out.Remote.Codecs, "answer lists PCMU() only, no telephone-event")
 		assert.Equal(t, out.Remote.Codecs, in.Local.Codecs)
 
 		ulaw := [][]byte{make([]byte, 160), make([]byte, 160)}
 		ulaw[0][0], ulaw[1][0] = 0xff, 0x7f
-		require.NoError(t, out.Media.Send(ctx, ulaw, PCMU.PT, 0))
+		require.NoError(t, out.Media.Send(ctx, ulaw, PCMU().PT, 0))
 		require.NoError(t, out.Media.WaitReceived(ctx, 2))
-		assert.Equal(t, ulaw, payloadsOf(out.Media.Received(), PCMU.PT))
+		assert.Equal(t, ulaw, payloadsOf(out.Media.Received(), PCMU().PT))
 		require.NoError(t, out.Hangup(ctx))
 		waitDone(t, in)
 	})
 
 	t.Run("not offered", func(t *testing.T) {
-		// The misconfigured PBX answers PCMU to an Opus-only offer, breaking RFC 3264 §6.1: the
+		// The misconfigured PBX answers PCMU() to an Opus-only offer, breaking RFC 3264 §6.1: the
 		// case wabridge must catch.
 		ctx := testCtx(t)
 		out, err := caller.Dial(ctx, DialOptions{Target: callee.Addr(), User: waUser})
 		require.NoError(t, err)
 		in := nextCall(t, callee)
-		assert.Equal(t, []media.Codec{PCMU}, out.Remote.Codecs)
+		assert.Equal(t, []media.Codec{PCMU()}, out.Remote.Codecs)
 		require.NoError(t, out.Hangup(ctx))
 		waitDone(t, in)
 	})
@@ -280,7 +280,7 @@ func TestAnswerCodecsPCMUOnly(t *testing.T) {
 func TestNoCommonCodec(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
-	callee := newPBX(t, Config{Codecs: []media.Codec{PCMU}})
+	callee := newPBX(t, Config{Codecs: []media.Codec{PCMU()}})
 	caller := newPBX(t, Config{})
 
 	_, err := caller.Dial(ctx, DialOptions{Target: callee.Addr(), User: waUser})

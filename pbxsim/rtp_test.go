@@ -191,7 +191,7 @@ func TestRTPPeerNoRemote(t *testing.T) {
 	defer p.Close()
 	assert.ErrorIs(t, p.Send(ctx, [][]byte{{1}}, 0, 0), ErrNoRemote)
 	// c=0.0.0.0 (RFC 2543 hold) and port 0 mean "do not send".
-	p.configure(netip.AddrPortFrom(netip.IPv4Unspecified(), 4000), []media.Codec{PCMU})
+	p.configure(netip.AddrPortFrom(netip.IPv4Unspecified(), 4000), []media.Codec{PCMU()})
 	assert.ErrorIs(t, p.SendDTMF(ctx, '1', 101, 0), ErrNoRemote)
 	p.Close()
 	assert.ErrorIs(t, p.Send(ctx, [][]byte{{1}}, 0, 0), ErrMediaClosed)

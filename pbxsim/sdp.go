@@ -33,10 +33,10 @@ func DefaultCodecs() []media.Codec {
 
 // PCMU is G.711 µ-law on its static payload type 0 (RFC 3551 §6), for Answer.Codecs and
 // DialOptions.Codecs.
-var PCMU = media.Codec{PT: 0, Name: media.CodecPCMU, ClockRate: 8000}
+func PCMU() media.Codec { return media.Codec{PT: 0, Name: media.CodecPCMU, ClockRate: 8000} }
 
 // PCMA is G.711 A-law on its static payload type 8 (RFC 3551 §6).
-var PCMA = media.Codec{PT: 8, Name: media.CodecPCMA, ClockRate: 8000}
+func PCMA() media.Codec { return media.Codec{PT: 8, Name: media.CodecPCMA, ClockRate: 8000} }
 
 // localDescription is our SDP for a stream on addr: plain RTP/AVP, sendrecv, 20 ms.
 func localDescription(addr netip.AddrPort, codecs []media.Codec) *media.Description {

@@ -111,15 +111,11 @@ func addAttr(f logrus.Fields, prefix string, a slog.Attr, secret bool) {
 	}
 }
 
-var secretKeyParts = []string{
-	"password", "passwd", "secret", "token", "authorization", "credential", "cookie",
-	"apikey", "api_key", "api-key",
-}
-
 // isSecretKey reports whether an attribute key names something that must not be logged.
 func isSecretKey(key string) bool {
 	k := strings.ToLower(key)
-	for _, s := range secretKeyParts {
+	for _, s := range []string{"password", "passwd", "secret", "token", "authorization", "credential",
+		"cookie", "apikey", "api_key", "api-key"} {
 		if strings.Contains(k, s) {
 			return true
 		}
@@ -127,15 +123,16 @@ func isSecretKey(key string) bool {
 	return false
 }
 
-// authLine matches Authorization and Proxy-Authorization header lines in SIP text.
-var authLine = regexp.MustCompile(`(?im)^((?:proxy-)?authorization[ \t]*:)[^\r\n]*`)
+// authLinePattern matches Authorization and Proxy-Authorization header lines in SIP text.
+const authLinePattern = `(?im)^((?:proxy-)?authorization[ \t]*:)[^\r\n]*`
 
-// redactSIPText blanks digest credentials in a SIP message dump.
+// redactSIPText blanks digest credentials in a SIP message dump. The pattern is compiled only
+// for the rare text that contains credentials (a package-level regexp would be a global).
 func redactSIPText(s string) string {
-	if !strings.Contains(s, "uthorization") && !strings.Contains(s, "UTHORIZATION") {
+	if !strings.Contains(strings.ToLower(s), "authorization") {
 		return s
 	}
-	return authLine.ReplaceAllString(s, "$1 "+redacted)
+	return regexp.MustCompile(authLinePattern).ReplaceAllString(s, "$1 "+redacted)
 }
 
 func logrusLevel(l slog.Level) logrus.Level {

@@ -318,7 +318,7 @@ type answerFailure struct {
 func (c *Call) answerSDES(offer *media.Description, ans Answer) ([]byte, *answerFailure) {
 	suites := ans.Suites
 	if len(suites) == 0 {
-		suites = defaultAcceptSuites
+		suites = defaultAcceptSuites()
 	}
 	remoteKey, localKey, err := pickCrypto(offer.Crypto, suites)
 	if err != nil {

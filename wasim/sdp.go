@@ -19,16 +19,20 @@ const (
 	sdpMidName = "audio"
 )
 
-// defaultOfferSuites are the SDES suites Dial offers when DialOptions.Suites is empty. Meta
+// defaultOfferSuites() are the SDES suites Dial offers when DialOptions.Suites is empty. Meta
 // masks its a=crypto lines; AES_CM_128_HMAC_SHA1_80 is known to work and goes first
 // (whatsapp-calling.md §4.6).
-var defaultOfferSuites = []string{media.SuiteAES128SHA1_80, media.SuiteAES128SHA1_32}
+func defaultOfferSuites() []string {
+	return []string{media.SuiteAES128SHA1_80, media.SuiteAES128SHA1_32}
+}
 
-// defaultAcceptSuites are the suites the edge accepts in a business-initiated offer when
+// defaultAcceptSuites() are the suites the edge accepts in a business-initiated offer when
 // Answer.Suites is empty (the suites a LiveKit trace saw Meta accept, §4.6).
-var defaultAcceptSuites = []string{
-	media.SuiteAES128SHA1_80, media.SuiteAES128SHA1_32,
-	media.SuiteAES256SHA1_80, media.SuiteAES256SHA1_32,
+func defaultAcceptSuites() []string {
+	return []string{
+		media.SuiteAES128SHA1_80, media.SuiteAES128SHA1_32,
+		media.SuiteAES256SHA1_80, media.SuiteAES256SHA1_32,
+	}
 }
 
 // metaCodecs returns the codecs of a Meta offer: Opus, the G.711 codecs enabled with

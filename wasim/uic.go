@@ -104,7 +104,7 @@ func (e *Edge) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	}
 	suites := o.Suites
 	if len(suites) == 0 {
-		suites = defaultOfferSuites
+		suites = defaultOfferSuites()
 	}
 	codecs, err := metaCodecs(o.AdditionalCodecs)
 	if err != nil {
