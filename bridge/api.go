@@ -465,6 +465,23 @@ func (c *Call) runAPIBusinessInitiated(dlgPBX *sipgo.DialogServerSession, user s
 		return
 	}
 	digits := strings.TrimPrefix(user, "+")
+	if c.number.API.CheckPermission {
+		start := time.Now()
+		perm, err := c.api.provider.CallPermission(c.ctx, digits)
+		c.observe("call_permission", start, err)
+		switch {
+		case errors.Is(err, bsp.ErrUnsupported):
+			// The provider cannot tell: let connect find out.
+		case err != nil:
+			c.log.WithError(err).Warn("call permission check failed; trying connect anyway")
+		case !perm.CanStartCall():
+			c.api.mu.Lock()
+			c.api.ended = true
+			c.api.mu.Unlock()
+			c.rejectPBX(sipErr(403, "Forbidden", "No Approved Call Permission Found (permission: "+perm.Status+")", nil))
+			return
+		}
+	}
 	c.api.ref.User = digits
 	s.registerAPICall("user:"+digits, c)
 	start := time.Now()

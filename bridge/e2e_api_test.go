@@ -36,6 +36,15 @@ type apiHarness struct {
 
 func newAPIHarness(t *testing.T, provider, pbxAddr string) *apiHarness {
 	t.Helper()
+	return newAPIHarnessWith(t, provider, pbxAddr, "")
+}
+
+// newAPIHarnessWith adds extra keys (flow style, comma-separated) to the number's api block.
+func newAPIHarnessWith(t *testing.T, provider, pbxAddr, apiExtra string) *apiHarness {
+	t.Helper()
+	if apiExtra != "" {
+		apiExtra = ", " + apiExtra
+	}
 	logs := &logBuffer{}
 	log := logrus.New()
 	log.SetOutput(logs)
@@ -62,8 +71,8 @@ numbers:
   - number: %q
     phone_number_id: "1000001"
     mode: api
-    api: {provider: %s, base_url: %q, token: %q, waba_id: "2000002"}
-`, pbxAddr, apiAppSecret, business, provider, sim.URL(), apiToken)))
+    api: {provider: %s, base_url: %q, token: %q, waba_id: "2000002"%s}
+`, pbxAddr, apiAppSecret, business, provider, sim.URL(), apiToken, apiExtra)))
 	require.NoError(t, err)
 	srv, err := bridge.NewServer(cfg, logrus.NewEntry(log).WithField("test", t.Name()))
 	require.NoError(t, err)
@@ -232,6 +241,22 @@ func TestAPIBusinessInitiated(t *testing.T) {
 			h.waitIdle()
 		})
 	}
+}
+
+// TestAPIBusinessInitiatedPermissionCheck: with api.check_permission a user without permission
+// is refused with 403 before any connect is spent.
+func TestAPIBusinessInitiatedPermissionCheck(t *testing.T) {
+	t.Parallel()
+	h := newAPIHarnessWith(t, bsp.ProviderMeta, "", "check_permission: true")
+	h.sim.SetPermission(strings.TrimPrefix(waUser, "+"), bsp.PermissionNone)
+	sipp := peertest.StartSipp(t, peertest.SippOptions{Scenario: peertest.UACRejectScenario(t, 403),
+		Remote: h.srv.Addrs().PBXUDP.String(), Service: waUser, Vars: map[string]string{"business": business},
+		Timeout: 20 * time.Second})
+	sipp.RequireSuccess(t, 20*time.Second)
+	h.waitIdle()
+	assert.Contains(t, sipp.Messages(), "No Approved Call Permission Found")
+	assert.NotEmpty(t, h.sim.RequestsFor(bspsim.OpCallPermission))
+	assert.Empty(t, h.sim.RequestsFor(bspsim.OpConnect), "no connect spent without permission")
 }
 
 // TestAPIBusinessInitiatedNoPermission: the provider refuses connect with 138006 → the PBX gets

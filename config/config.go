@@ -269,6 +269,10 @@ type NumberAPI struct {
 	BaseURL    string `yaml:"base_url" koanf:"base_url"`       // default: the provider's production API
 	APIVersion string `yaml:"api_version" koanf:"api_version"` // Graph version (meta); default in package bsp
 	WABAID     string `yaml:"waba_id" koanf:"waba_id"`         // Concepto Móvil's settings path needs it
+	// CheckPermission reads the user's call permission before each business-initiated call and
+	// refuses with 403 at once when it is missing, instead of spending a connect (which counts
+	// toward Meta's limits) only to get 138006 back.
+	CheckPermission bool `yaml:"check_permission" koanf:"check_permission"`
 	// The provider's access token (Meta: a system-user token; 360dialog: the D360-API-KEY).
 	// Exactly one of token, token_file, token_env.
 	TokenInline Secret `yaml:"token" koanf:"token"`
