@@ -314,8 +314,12 @@ func (r *Relay) stopping() bool {
 // run is the timer goroutine: silence fill, inactivity, and the teardown once the relay stops.
 func (r *Relay) run(ctx context.Context) {
 	defer r.teardown()
-	tick := time.NewTicker(r.ptime)
-	defer tick.Stop()
+	// The timer sleeps until the next thing can be due — the end of the PBX's silence window,
+	// the next silence frame, or the inactivity deadline — instead of ticking every ptime: while
+	// the PBX talks it wakes once per SilenceAfter, not 50 times a second (at 1,000 calls that is
+	// the difference between 10,000 and 50,000 wake-ups per second).
+	timer := time.NewTimer(r.ptime)
+	defer timer.Stop()
 	for {
 		select {
 		case <-r.quit:
@@ -323,13 +327,18 @@ func (r *Relay) run(ctx context.Context) {
 		case <-ctx.Done():
 			r.stop(context.Cause(ctx))
 			return
-		case now := <-tick.C:
-			if r.inactivity > 0 && r.act.idle(now) >= r.inactivity {
+		case now := <-timer.C:
+			idle := r.act.idle(now)
+			if r.inactivity > 0 && idle >= r.inactivity {
 				r.log.WithField("timeout", r.inactivity).Info("media inactivity: no valid packet from either leg")
 				r.stop(ErrInactive)
 				return
 			}
-			r.toWA.fillSilence(now, r.silenceAfter)
+			next := r.toWA.fillSilence(now, r.silenceAfter, r.ptime)
+			if r.inactivity > 0 && r.inactivity-idle < next {
+				next = r.inactivity - idle
+			}
+			timer.Reset(max(next, time.Millisecond))
 		}
 	}
 }

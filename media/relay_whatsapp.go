@@ -149,13 +149,17 @@ func (s *waSender) sendMaiden(now time.Time) error {
 
 // fillSilence sends one silence frame when the PBX forwarded nothing for after. Called by the
 // timer every ptime, so silence flows at the codec's packet rate until the PBX resumes.
-func (s *waSender) fillSilence(now time.Time, after time.Duration) {
+// fillSilence sends a silence frame when the PBX has been quiet for after, and says how long
+// the caller may sleep before calling again: until the quiet window ends, or one ptime while
+// filling.
+func (s *waSender) fillSilence(now time.Time, after, ptime time.Duration) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if now.Sub(s.lastPBX) < after {
-		return
+	if quiet := now.Sub(s.lastPBX); quiet < after {
+		return after - quiet
 	}
 	_ = s.sendSilenceLocked(now, false)
+	return ptime
 }
 
 func (s *waSender) sendSilenceLocked(now time.Time, marker bool) error {

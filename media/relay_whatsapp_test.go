@@ -66,7 +66,7 @@ func TestWASenderNumbering(t *testing.T) {
 
 	// The PBX goes quiet: silence, then it resumes with an old packet first (reordered).
 	clock = clock.Add(DefaultSilenceAfter)
-	s.fillSilence(clock, DefaultSilenceAfter)
+	s.fillSilence(clock, DefaultSilenceAfter, DefaultPtime)
 	expectNext("silence")
 	clock = clock.Add(20 * time.Millisecond)
 	s.forward(pbxPkt(1, 200, 500_000), clock)
@@ -82,4 +82,18 @@ func TestWASenderNumbering(t *testing.T) {
 	s.forward(pbxPkt(2, 7, 7), clock)
 	p2 := expectNext("new SSRC")
 	assert.Equal(t, uint32(960), p2.Timestamp-p.Timestamp)
+}
+
+// TestFillSilenceSleepsUntilDue: the timer sleeps until the PBX's quiet window ends, and one
+// ptime between silence frames.
+func TestFillSilenceSleepsUntilDue(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, SuiteAEADAES128GCM, nil)
+	s := h.relay.toWA
+	start := time.Now()
+	s.mu.Lock()
+	s.lastPBX = start
+	s.mu.Unlock()
+	assert.Equal(t, 70*time.Millisecond, s.fillSilence(start.Add(30*time.Millisecond), 100*time.Millisecond, 20*time.Millisecond))
+	assert.Equal(t, 20*time.Millisecond, s.fillSilence(start.Add(100*time.Millisecond), 100*time.Millisecond, 20*time.Millisecond))
 }
