@@ -158,7 +158,7 @@ func (c *cli) parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) 
 }
 
 func (c *cli) usage(w io.Writer, cmds []command) {
-	fmt.Fprint(w, `wabridge bridges WhatsApp Business Calling (SIP over TLS with SRTP) to a SIP PBX.
+	fmt.Fprint(w, `wabridge bridges WhatsApp Business Calling (Meta's SIP edge or a provider's call API, SRTP or ICE + DTLS-SRTP) to a SIP PBX.
 
 Usage:
   wabridge [command] [flags]
