@@ -72,7 +72,7 @@ func TestBackoff(t *testing.T) {
 func TestStripJSONComments(t *testing.T) {
 	t.Parallel()
 	in := []byte("{\n \"a\": \"x // not a comment\", // comment\n \"b\": 1 // another\n}")
-	assert.JSONEq(t, `{"a":"x // not a comment","b":1}`, string(stripJSONComments(in)))
+	assert.JSONEq(t, `{"a":"x // not a comment","b":1}`, string(StripJSONComments(in)))
 }
 
 func TestCheckSuccess(t *testing.T) {

@@ -76,7 +76,7 @@ type wirePermission struct {
 // a body that is not JSON is retried with them stripped.
 func parsePermission(provider string, body []byte) (*Permission, error) {
 	if !json.Valid(body) {
-		body = stripJSONComments(body)
+		body = StripJSONComments(body)
 	}
 	var env struct {
 		Calling json.RawMessage `json:"calling"`
@@ -106,8 +106,9 @@ func parsePermission(provider string, body []byte) (*Permission, error) {
 	return p, nil
 }
 
-// stripJSONComments removes // line comments outside strings.
-func stripJSONComments(b []byte) []byte {
+// StripJSONComments removes // line comments outside strings: Positus publishes its sample
+// answers with them (whatsapp-calling.md §6a), and both the client and bspsim read those.
+func StripJSONComments(b []byte) []byte {
 	out := make([]byte, 0, len(b))
 	inString, escaped := false, false
 	for i := 0; i < len(b); i++ {

@@ -126,18 +126,7 @@ func apiUserInitiated(ctx context.Context, o Options, sim *bspsim.Server, pbx *p
 		c.problem("the PBX never saw the call")
 		return c
 	}
-	frames := signal(o.Frames, 1)
-	if err := peer.Send(ctx, frames, opusPT, ptime); err != nil {
-		c.problem("sending audio from WhatsApp: %v", err)
-	}
-	for _, d := range o.Digits {
-		_ = peer.SendDTMF(ctx, d, metaDTMFPT, 100*time.Millisecond)
-	}
-	waitUntil(ctx, 3*time.Second, func() bool {
-		return matched(frames, waPayloads(peer.Received())) == len(frames) && peer.ReceivedDTMF() == o.Digits
-	})
-	c.ToPBX = pbxStream(pcall, frames, o.Digits)
-	c.ToWhatsApp = mediaStream(peer, frames, o.Digits)
+	playFromWhatsApp(ctx, o, &c, peer, pcall)
 	if err := sim.SendTerminate(ctx, bspsim.CallWebhook{CallID: id}); err != nil {
 		c.problem("terminate webhook: %v", err)
 	}
@@ -212,22 +201,7 @@ func apiBusinessInitiated(ctx context.Context, o Options, sim *bspsim.Server, pb
 	}
 	c.SetupMs = ms(time.Since(start))
 	pcall := d.call
-	peer.Echo(true)
-	frames := signal(o.Frames, 2)
-	if err := pcall.Media.Send(ctx, frames, pcall.Local.Codecs[0].PT, ptime); err != nil {
-		c.problem("sending audio from the PBX: %v", err)
-	}
-	for _, dg := range o.Digits {
-		_ = pcall.Media.SendDTMF(ctx, dg, pbxDTMFPT, 100*time.Millisecond)
-	}
-	for _, dg := range o.Digits {
-		_ = peer.SendDTMF(ctx, dg, metaDTMFPT, 100*time.Millisecond)
-	}
-	waitUntil(ctx, 3*time.Second, func() bool {
-		return matched(frames, pbxPayloads(pcall.Media.Received())) == len(frames) && pcall.Media.ReceivedDTMF() == o.Digits
-	})
-	c.ToWhatsApp = mediaStream(peer, frames, o.Digits)
-	c.ToPBX = pbxStream(pcall, frames, o.Digits)
+	playFromPBX(ctx, o, &c, peer, pcall)
 	if err := pcall.Hangup(ctx); err != nil {
 		c.problem("hanging up from the PBX: %v", err)
 	}
@@ -256,18 +230,4 @@ func actionSDP(body []byte) string {
 		return b.Session.SDP
 	}
 	return b.SDP
-}
-
-// mediaStream is waStream for a bare media peer (API mode has no SIP call object).
-func mediaStream(m wasim.Media, frames [][]byte, digits string) Stream {
-	pkts := m.Received()
-	st := m.Stats()
-	s := Stream{FramesSent: len(frames), FramesMatched: matched(frames, waPayloads(pkts)),
-		Packets: st.PacketsIn, Bytes: st.BytesIn, DTMFSent: digits, DTMFReceived: m.ReceivedDTMF()}
-	seqs := make([]seqSample, 0, len(pkts))
-	for _, p := range pkts {
-		seqs = append(seqs, seqSample{seq: p.Seq, ts: p.TS, at: p.At, dtmf: p.PT == metaDTMFPT})
-	}
-	s.Lost, s.JitterMs = lossJitter(seqs, 48000)
-	return s
 }

@@ -65,21 +65,7 @@ func userInitiated(ctx context.Context, o Options, edge *wasim.Edge, pbx *pbxsim
 		return c
 	}
 
-	frames := signal(o.Frames, 1)
-	if err := call.Media.Send(ctx, frames, opusPT, ptime); err != nil {
-		c.problem("sending audio from WhatsApp: %v", err)
-	}
-	for _, d := range o.Digits {
-		if err := call.Media.SendDTMF(ctx, d, metaDTMFPT, 100*time.Millisecond); err != nil {
-			c.problem("sending DTMF from WhatsApp: %v", err)
-		}
-	}
-	waitUntil(ctx, 3*time.Second, func() bool {
-		return matched(frames, waPayloads(call.Media.Received())) == len(frames) && call.Media.ReceivedDTMF() == o.Digits
-	})
-
-	c.ToPBX = pbxStream(pcall, frames, o.Digits)
-	c.ToWhatsApp = waStream(call, frames, o.Digits) // the PBX echoes what it hears
+	playFromWhatsApp(ctx, o, &c, call.Media, pcall)
 	if err := call.Hangup(ctx); err != nil {
 		c.problem("hanging up from WhatsApp: %v", err)
 	}
@@ -109,29 +95,7 @@ func businessInitiated(ctx context.Context, o Options, edge *wasim.Edge, pbx *pb
 		c.problem("WhatsApp never saw the call: %v", err)
 		return c
 	}
-	call.Media.Echo(true)
-
-	frames := signal(o.Frames, 2)
-	if err := pcall.Media.Send(ctx, frames, pcall.Local.Codecs[0].PT, ptime); err != nil {
-		c.problem("sending audio from the PBX: %v", err)
-	}
-	for _, d := range o.Digits {
-		if err := pcall.Media.SendDTMF(ctx, d, pbxDTMFPT, 100*time.Millisecond); err != nil {
-			c.problem("sending DTMF from the PBX: %v", err)
-		}
-	}
-	// The emulated WhatsApp user echoes audio, not key presses: it sends its own digits.
-	for _, d := range o.Digits {
-		if err := call.Media.SendDTMF(ctx, d, metaDTMFPT, 100*time.Millisecond); err != nil {
-			c.problem("sending DTMF from WhatsApp: %v", err)
-		}
-	}
-	waitUntil(ctx, 3*time.Second, func() bool {
-		return matched(frames, pbxPayloads(pcall.Media.Received())) == len(frames) && pcall.Media.ReceivedDTMF() == o.Digits
-	})
-
-	c.ToWhatsApp = waStream(call, frames, o.Digits)
-	c.ToPBX = pbxStream(pcall, frames, o.Digits) // WhatsApp echoes what it hears
+	playFromPBX(ctx, o, &c, call.Media, pcall)
 	if err := pcall.Hangup(ctx); err != nil {
 		c.problem("hanging up from the PBX: %v", err)
 	}
@@ -143,6 +107,50 @@ func businessInitiated(ctx context.Context, o Options, edge *wasim.Edge, pbx *pb
 		c.problem("the WhatsApp leg did not end after the PBX hung up")
 	}
 	return c
+}
+
+// playFromWhatsApp plays the signal and the digits from the WhatsApp side to the echoing PBX
+// and measures both directions: what reached the PBX and what came back.
+func playFromWhatsApp(ctx context.Context, o Options, c *CallReport, wa wasim.Media, pcall *pbxsim.Call) {
+	frames := signal(o.Frames, 1)
+	if err := wa.Send(ctx, frames, opusPT, ptime); err != nil {
+		c.problem("sending audio from WhatsApp: %v", err)
+	}
+	for _, d := range o.Digits {
+		if err := wa.SendDTMF(ctx, d, metaDTMFPT, 100*time.Millisecond); err != nil {
+			c.problem("sending DTMF from WhatsApp: %v", err)
+		}
+	}
+	waitUntil(ctx, 3*time.Second, func() bool {
+		return matched(frames, waPayloads(wa.Received())) == len(frames) && wa.ReceivedDTMF() == o.Digits
+	})
+	c.ToPBX = pbxStream(pcall, frames, o.Digits)
+	c.ToWhatsApp = mediaStream(wa, frames, o.Digits) // the PBX echoes what it hears
+}
+
+// playFromPBX plays the signal and digits from the PBX to a WhatsApp side that echoes audio.
+// The emulated user echoes audio, not key presses, so it sends its own digits.
+func playFromPBX(ctx context.Context, o Options, c *CallReport, wa wasim.Media, pcall *pbxsim.Call) {
+	wa.Echo(true)
+	frames := signal(o.Frames, 2)
+	if err := pcall.Media.Send(ctx, frames, pcall.Local.Codecs[0].PT, ptime); err != nil {
+		c.problem("sending audio from the PBX: %v", err)
+	}
+	for _, d := range o.Digits {
+		if err := pcall.Media.SendDTMF(ctx, d, pbxDTMFPT, 100*time.Millisecond); err != nil {
+			c.problem("sending DTMF from the PBX: %v", err)
+		}
+	}
+	for _, d := range o.Digits {
+		if err := wa.SendDTMF(ctx, d, metaDTMFPT, 100*time.Millisecond); err != nil {
+			c.problem("sending DTMF from WhatsApp: %v", err)
+		}
+	}
+	waitUntil(ctx, 3*time.Second, func() bool {
+		return matched(frames, pbxPayloads(pcall.Media.Received())) == len(frames) && pcall.Media.ReceivedDTMF() == o.Digits
+	})
+	c.ToWhatsApp = mediaStream(wa, frames, o.Digits)
+	c.ToPBX = pbxStream(pcall, frames, o.Digits) // WhatsApp echoes what it hears
 }
 
 func waPayloads(pkts []wasim.Packet) [][]byte {
@@ -159,10 +167,6 @@ func pbxPayloads(pkts []pbxsim.Packet) [][]byte {
 		out = append(out, p.Payload)
 	}
 	return out
-}
-
-func waStream(call *wasim.Call, frames [][]byte, digits string) Stream {
-	return mediaStream(call.Media, frames, digits)
 }
 
 func pbxStream(call *pbxsim.Call, frames [][]byte, digits string) Stream {
@@ -221,4 +225,18 @@ func waitUntil(ctx context.Context, d time.Duration, cond func() bool) {
 	for time.Now().Before(deadline) && ctx.Err() == nil && !cond() {
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// mediaStream measures what a WhatsApp-side media peer received.
+func mediaStream(m wasim.Media, frames [][]byte, digits string) Stream {
+	pkts := m.Received()
+	st := m.Stats()
+	s := Stream{FramesSent: len(frames), FramesMatched: matched(frames, waPayloads(pkts)),
+		Packets: st.PacketsIn, Bytes: st.BytesIn, DTMFSent: digits, DTMFReceived: m.ReceivedDTMF()}
+	seqs := make([]seqSample, 0, len(pkts))
+	for _, p := range pkts {
+		seqs = append(seqs, seqSample{seq: p.Seq, ts: p.TS, at: p.At, dtmf: p.PT == metaDTMFPT})
+	}
+	s.Lost, s.JitterMs = lossJitter(seqs, 48000)
+	return s
 }

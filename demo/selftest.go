@@ -158,7 +158,7 @@ func selfTestToPBX(ctx context.Context, o Options, edge *wasim.Edge, srv *bridge
 	waitUntil(ctx, 3*time.Second, func() bool {
 		return matched(frames, waPayloads(call.Media.Received())) == len(frames) && call.Media.ReceivedDTMF() == o.Digits
 	})
-	c.ToWhatsApp = waStream(call, frames, o.Digits)
+	c.ToWhatsApp = mediaStream(call.Media, frames, o.Digits)
 	// What reached the PBX is only visible through what it sent back.
 	c.ToPBX = Stream{FramesSent: len(frames), FramesMatched: c.ToWhatsApp.FramesMatched}
 	switch fromPBX := nonSilence(call); {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/wabridge/wabridge/bsp"
 	"io"
 	"io/fs"
 	"sort"
@@ -54,7 +55,7 @@ func (g *goldenSet) value(name string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decodeStrict(stripComments(b))
+	return decodeStrict(bsp.StripJSONComments(b))
 }
 
 // decodeStrict decodes one JSON value, keeping numbers as json.Number and refusing trailing
@@ -226,39 +227,4 @@ func lookup(v any, path string) any {
 func str(v any, path string) string {
 	s, _ := lookup(v, path).(string)
 	return s
-}
-
-// stripComments removes // comments outside strings.
-func stripComments(b []byte) []byte {
-	out := make([]byte, 0, len(b))
-	inString, escaped := false, false
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if inString {
-			out = append(out, c)
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-			continue
-		}
-		if c == '/' && i+1 < len(b) && b[i+1] == '/' {
-			for i < len(b) && b[i] != '\n' {
-				i++
-			}
-			if i < len(b) {
-				out = append(out, '\n')
-			}
-			continue
-		}
-		if c == '"' {
-			inString = true
-		}
-		out = append(out, c)
-	}
-	return out
 }
