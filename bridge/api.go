@@ -96,10 +96,10 @@ func (s *Server) setupAPI(cfg *config.Config) error {
 	for name := range usedProviders {
 		wc := bsp.WebhookConfig{Provider: name, AppSecret: secret, VerifyToken: verify,
 			Known: s.knownAPINumber, OnEvent: s.onAPIEvent, Log: s.log.WithField("provider", name)}
-		if name == bsp.ProviderPositus {
-			// Positus does not sign its webhooks (docs/bsp.md): the verify token travels in the
-			// URL instead (?token=...), and its bare envelope names no number, so the URL is
-			// bound to the (first) Positus number.
+		if bsp.SignatureHeaderFor(name) == "" {
+			// A provider that does not sign its webhooks (Positus, docs/bsp.md): the verify
+			// token travels in the URL instead (?token=...), and its bare envelope names no
+			// number, so the URL is bound to the (first) number at that provider.
 			wc.AppSecret, wc.URLToken = "", verify
 			for i := range cfg.Numbers {
 				if n := &cfg.Numbers[i]; n.Mode == config.ModeAPI && n.API.Provider == name {
@@ -502,7 +502,8 @@ func (c *Call) runAPIBusinessInitiated(dlgPBX *sipgo.DialogServerSession, user s
 		delete(s.api.calls, "user:"+digits)
 		s.api.calls[id] = c
 		s.api.mu.Unlock()
-		c.log = c.log.WithField("wacid", id)
+		// c.log is read by other goroutines (BYE handlers): log the id rather than re-bind it.
+		c.log.WithField("wacid", id).Info("WhatsApp call created by connect")
 	}
 
 	var (

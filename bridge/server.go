@@ -181,20 +181,10 @@ func (s *Server) listen() error {
 
 func (s *Server) closeListeners() {
 	for _, c := range []interface{ Close() error }{s.waTLS, s.pbxUDP, s.pbxTCP, s.pbxTLS} {
-		if c != nil && !isNilCloser(c) {
+		if c != nil {
 			_ = c.Close()
 		}
 	}
-}
-
-func isNilCloser(c interface{ Close() error }) bool {
-	switch v := c.(type) {
-	case net.Listener:
-		return v == nil
-	case net.PacketConn:
-		return v == nil
-	}
-	return false
 }
 
 // Addrs returns the bound addresses.
